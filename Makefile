@@ -1,0 +1,70 @@
+# intent-mlops: `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export MLFLOW_DISABLE_TELEMETRY := true
+export DVC_NO_ANALYTICS := 1
+export DVC_SITE_CACHE_DIR := $(CURDIR)/.dvc/tmp/site-cache
+export DVC_GLOBAL_CONFIG_DIR := $(CURDIR)/.dvc/tmp/global-config
+export HF_HUB_OFFLINE := 1
+export HF_HOME := $(CURDIR)/.cache/huggingface
+export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help run setup data train test lint format typecheck unit flows e2e mlflow-ui prefect-ui bench-throughput bench-accuracy clean
+
+help:  ## list targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv and install the project (torch pinned by constraints.txt)
+
+data: $(STAMP)  ## make data/ match data.dvc (pull, or generate the default set)
+	$(BIN)/intent-mlops data ensure
+
+train: $(STAMP)  ## run the training flow on the workspace data
+	$(BIN)/intent-mlops train $(ARGS)
+
+run: data train  ## set up, prepare the default data, train, register: the whole job
+
+lint: $(STAMP)  ## ruff lint + format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)  ## apply ruff formatting and safe fixes
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: $(STAMP)  ## mypy on the core package
+	$(BIN)/mypy
+
+test: lint typecheck  ## everything CI runs: lint, types, unit + flow + e2e tests
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+unit: $(STAMP)  ## fast unit tests only
+	$(BIN)/pytest -q -m "not slow and not e2e" $(PYTEST_ARGS)
+
+mlflow-ui: $(STAMP)  ## MLflow UI on http://127.0.0.1:5000 over the embedded store
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
+		--default-artifact-root $(CURDIR)/mlruns/artifacts --host 127.0.0.1 --port 5000 --workers 1
+
+prefect-ui: $(STAMP)  ## Prefect UI on http://127.0.0.1:4200 (shows ephemeral runs of this PREFECT_HOME)
+	$(BIN)/prefect server start --host 127.0.0.1 --port 4200
+
+bench-throughput: $(STAMP)  ## training throughput: seed recipe vs HF Trainer vs this trainer
+	$(BIN)/python bench/train_throughput.py
+
+bench-accuracy: $(STAMP)  ## default params on BANKING77 and HWU64 (long)
+	$(BIN)/python bench/accuracy.py
+
+clean:  ## remove local state (runs, caches); keeps .venv, data/ and the DVC remote
+	rm -rf .prefect .intent-mlops .cache mlruns/mlflow.db mlruns/artifacts splits

@@ -1,0 +1,87 @@
+"""The training flow: validate -> version -> fine-tune -> track -> register.
+
+Only composition: each step is a task in ``tasks/`` wrapping a function of ``intent_mlops``.
+Ephemeral Prefect by default; set ``PREFECT_API_URL`` to run against a Prefect server.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
+
+from intent_mlops.config import load_run_config
+from tasks.data import gate_raw, gate_splits, prepare_splits, pull_data, record_validation
+from tasks.training import (
+    close_run,
+    crown_if_first,
+    evaluate,
+    fine_tune,
+    open_run,
+    register,
+    summary_markdown,
+    tag_run,
+)
+
+
+@flow(name="train-intent-classifier", log_prints=True)
+def train_flow(
+    data_rev: str | None = None, overrides: list[str] | None = None, project_dir: str = "."
+) -> dict[str, Any]:
+    """Train on the data of git revision ``data_rev`` (default: the workspace) and register it.
+
+    ``overrides`` are ``section.key=value`` strings applied on top of ``params.yaml``.
+    """
+    root = str(Path(project_dir).resolve())
+    cfg = load_run_config(root, overrides)
+    version = pull_data(root, data_rev)
+    run_id, lineage = open_run(cfg, root, version, flow_run.get_name())
+    tag_run(run_id, {"prefect.flow_run_id": str(flow_run.get_id() or "")})
+    try:
+        record_validation(gate_raw(str(version.raw_csv), version.data_md5, cfg.validation), run_id)
+        splits = prepare_splits(version)
+        record_validation(gate_splits(splits, cfg.validation), run_id)
+        tag_run(run_id, {"splits.md5": splits.md5})
+        result = fine_tune(cfg, splits, run_id, root)
+        metrics = evaluate(cfg, result, splits, run_id)
+        registered = register(cfg, result, splits, run_id, {**lineage, "splits.md5": splits.md5})
+        aliases = crown_if_first(registered)
+    except BaseException:
+        close_run(run_id, "FAILED")
+        raise
+    close_run(run_id, "FINISHED", root)
+    create_markdown_artifact(
+        key="training-summary", markdown=summary_markdown(metrics, registered, aliases), description="metrics"
+    )
+    return {
+        "run_id": run_id,
+        "registered_model": registered.name,
+        "version": registered.version,
+        "aliases": aliases,
+        "metrics": metrics,
+        "data_md5": version.data_md5,
+        "splits_md5": splits.md5,
+    }
+
+
+
+def run_training(root: Path, data_rev: str | None, overrides: list[str]) -> int:
+    """``intent-mlops train``: run the flow and print what a person needs next."""
+    from intent_mlops.tracking import tracking_uri
+
+    out = train_flow(data_rev=data_rev, overrides=overrides, project_dir=str(root))
+    m = out["metrics"]
+    print()
+    print(f"dev:  accuracy {m['dev_accuracy']:.4f}  macro-F1 {m['dev_macro_f1']:.4f}")
+    print(f"test: accuracy {m['test_accuracy']:.4f}  macro-F1 {m['test_macro_f1']:.4f}")
+    aliases = ", ".join(f"{a}=v{v}" for a, v in sorted(out["aliases"].items()))
+    print(f"registered {out['registered_model']} version {out['version']} (aliases: {aliases})")
+    print(f"MLflow run {out['run_id']}, data {out['data_md5']}, splits {out['splits_md5']}")
+    cfg = load_run_config(root, overrides)
+    print("\nOpen the UIs:")
+    print(f"  MLflow:  make mlflow-ui   (mlflow ui --backend-store-uri {tracking_uri(cfg.mlflow, root)} --port 5000)")
+    print("  Prefect: make prefect-ui  (prefect server start --port 4200, same PREFECT_HOME)")
+    return 0

