@@ -20,8 +20,14 @@ def _parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="run the training flow (validate, version, fine-tune, track, register)")
     t.add_argument("--data-rev", default=None, help="git revision whose data.dvc to train on (default: workspace)")
-    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a params.yaml value, e.g. --set train.epochs=2")
+    t.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a params.yaml value, e.g. --set train.epochs=2",
+    )
 
     d = sub.add_parser("data", help="manage the tracked data set")
     dsub = d.add_subparsers(dest="data_command", required=True)
@@ -77,4 +83,3 @@ def _dispatch(args: argparse.Namespace, root: Path) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -67,7 +67,6 @@ def train_flow(
     }
 
 
-
 def run_training(root: Path, data_rev: str | None, overrides: list[str]) -> int:
     """``intent-mlops train``: run the flow and print what a person needs next."""
     from intent_mlops.tracking import tracking_uri

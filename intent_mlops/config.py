@@ -76,9 +76,7 @@ class TrainConfig:
 
 @dataclass
 class MlflowConfig:
-    tracking_uri: str = _f(
-        "", "Tracking URI; empty uses $MLFLOW_TRACKING_URI, else SQLite at mlruns/mlflow.db."
-    )
+    tracking_uri: str = _f("", "Tracking URI; empty uses $MLFLOW_TRACKING_URI, else SQLite at mlruns/mlflow.db.")
     experiment: str = _f("intent-classifier", "MLflow experiment name.")
     registered_model: str = _f("intent-classifier", "Registered model name.")
 

@@ -96,9 +96,7 @@ class SplitPaths:
         return {"train": self.train, "dev": self.dev, "test": self.test}
 
 
-def stratified_split(
-    df: pd.DataFrame, dev_ratio: float, test_ratio: float, seed: int
-) -> dict[str, pd.DataFrame]:
+def stratified_split(df: pd.DataFrame, dev_ratio: float, test_ratio: float, seed: int) -> dict[str, pd.DataFrame]:
     """Per-label shuffled split; duplicates of one text always land in the same split.
 
     Every label with at least 3 distinct texts gets one in each split, so dev and test

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
 CHAMPION, CHALLENGER, PREVIOUS_CHAMPION = "champion", "challenger", "previous-champion"
 LINEAGE_TAGS = ("data.md5", "data.rev", "splits.md5", "git.commit", "params.md5")
 

@@ -57,7 +57,9 @@ def resume_key(params_md5: str, data_md5: str, data_commit: str) -> str:
     return hashlib.md5(f"{params_md5}|{data_md5}|{data_commit}".encode()).hexdigest()[:16]
 
 
-def open_run(cfg: Config, root: Path | str, tags: dict[str, str], key: str, run_name: str | None = None) -> tuple[str, bool]:
+def open_run(
+    cfg: Config, root: Path | str, tags: dict[str, str], key: str, run_name: str | None = None
+) -> tuple[str, bool]:
     """Reuse the unfinished run with ``key`` (crash resume) or start a new one; returns (id, resumed)."""
     import mlflow
 
@@ -103,8 +105,9 @@ def metric_logger(run_id: str) -> Any:
     client = mlflow.MlflowClient()
 
     def log(metrics: dict[str, float], step: int) -> None:
-        from mlflow.entities import Metric
         import time
+
+        from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])

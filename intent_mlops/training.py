@@ -90,9 +90,7 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     return hashlib.md5(vocab + extra).hexdigest()
 
 
-def tokenize(
-    texts: Sequence[str], tokenizer: Any, max_length: int, cache_dir: Path | None = None
-) -> list[list[int]]:
+def tokenize(texts: Sequence[str], tokenizer: Any, max_length: int, cache_dir: Path | None = None) -> list[list[int]]:
     """Token ids without padding; cached as safetensors keyed by texts + tokenizer + max_length."""
     from safetensors.torch import load_file, save_file
 
@@ -110,11 +108,11 @@ def tokenize(
     ids: list[list[int]] = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        offsets = np.cumsum([0] + [len(x) for x in ids])
-        flat = [tok for seq in ids for tok in seq]
+        ends = np.cumsum([0] + [len(x) for x in ids])
+        tokens = [tok for seq in ids for tok in seq]
         tmp = path.with_suffix(".tmp")
         save_file(
-            {"ids": torch.tensor(flat, dtype=torch.int32), "offsets": torch.tensor(offsets, dtype=torch.int64)},
+            {"ids": torch.tensor(tokens, dtype=torch.int32), "offsets": torch.tensor(ends, dtype=torch.int64)},
             str(tmp),
         )
         tmp.replace(path)
@@ -168,9 +166,7 @@ def load_model(path: str, labels: LabelSpace | None = None) -> tuple[Any, Any]:
 
 
 @torch.no_grad()
-def predict(
-    model: Any, ids: Sequence[Sequence[int]], pad_id: int, batch_size: int, device: torch.device
-) -> np.ndarray:
+def predict(model: Any, ids: Sequence[Sequence[int]], pad_id: int, batch_size: int, device: torch.device) -> np.ndarray:
     """Class ids for token id lists; batches sorted by length so little is padded."""
     model.eval()
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
@@ -215,7 +211,8 @@ class _State:
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
@@ -282,8 +279,13 @@ def _load_checkpoint(out: Path, model: Any, opt: Any, sched: Any) -> _State | No
 
 
 def evaluate_ids(
-    model: Any, ids: Sequence[Sequence[int]], y: Sequence[int], labels: LabelSpace, pad_id: int,
-    batch_size: int, device: torch.device,
+    model: Any,
+    ids: Sequence[Sequence[int]],
+    y: Sequence[int],
+    labels: LabelSpace,
+    pad_id: int,
+    batch_size: int,
+    device: torch.device,
 ) -> Report:
     pred = predict(model, ids, pad_id, batch_size, device)
     return report(np.asarray(y), pred, list(labels.labels))
@@ -429,7 +431,6 @@ class TrainingInterrupted(RuntimeError):
     def __init__(self, step: int) -> None:
         super().__init__(f"training stopped at step {step}; a checkpoint was saved")
         self.step = step
-
 
 
 def labels_of(model: Any) -> LabelSpace:

@@ -106,9 +106,7 @@ class _Gate:
         import great_expectations as gx
 
         asset = self.source.add_dataframe_asset(table)
-        batch = asset.add_batch_definition_whole_dataframe("all").get_batch(
-            batch_parameters={"dataframe": df}
-        )
+        batch = asset.add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": df})
         suite = gx.ExpectationSuite(name=table, expectations=expectations)
         result = batch.validate(suite, result_format={"result_format": "COMPLETE"})
         for r in result.results:
@@ -220,8 +218,10 @@ def validate_splits(splits: dict[str, pd.DataFrame], cfg: ValidationConfig, sour
         for name, df in splits.items():
             gate.check(name, df, _row_rules(cfg, 1), _problem(cfg))
         both = pd.concat(
-            [pd.DataFrame({"leak_key": normalise_text(df["text"]), "split": name, "line": df.index})
-             for name, df in splits.items()],
+            [
+                pd.DataFrame({"leak_key": normalise_text(df["text"]), "split": name, "line": df.index})
+                for name, df in splits.items()
+            ],
             ignore_index=True,
         )
         both = both.drop_duplicates(subset=["leak_key", "split"])
@@ -234,6 +234,6 @@ def validate_splits(splits: dict[str, pd.DataFrame], cfg: ValidationConfig, sour
         _conflicting_labels(gate, "splits", everything)
         train_labels = sorted(set(splits["train"]["label"]))
         for name in ("dev", "test"):
-            rule = gx.expectations.ExpectColumnValuesToBeInSet(column="label", value_set=train_labels)
-            gate.check(f"{name}_labels", splits[name], [rule], _problem(cfg))
+            known = gx.expectations.ExpectColumnValuesToBeInSet(column="label", value_set=train_labels)
+            gate.check(f"{name}_labels", splits[name], [known], _problem(cfg))
     return ValidationReport("splits", source, gate.evaluated, gate.failures, gate.results)

@@ -8,6 +8,7 @@ so the user's workspace is never touched.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -108,15 +109,15 @@ def track(root: Path | str, df: pd.DataFrame, *, append: bool = False, push: boo
         new = pd.concat([canonical(old), new], ignore_index=True).drop_duplicates(keep="first")
     write_csv(new.reset_index(drop=True), target)
     repo = _repo(root)
-    repo.add(DATA_DIR)
+    repo.add(str(root / DATA_DIR))
     if push:
-        repo.push(targets=[DATA_DVC])
+        repo.push(targets=[str(root / DATA_DVC)])
     return dvc_file_md5(root / DATA_DVC)
 
 
 def workspace_in_sync(root: Path | str) -> bool:
     """True when ``data/`` holds exactly what ``data.dvc`` records."""
-    status = _repo(root).status(targets=[DATA_DVC])
+    status = _repo(root).status(targets=[str(Path(root) / DATA_DVC)])
     return not status
 
 
@@ -130,10 +131,12 @@ def pull(root: Path | str, rev: str | None = None, scratch: Path | str | None = 
 
 def _pull_workspace(root: Path) -> DataVersion:
     repo = _repo(root)
-    status = repo.status(targets=[DATA_DVC])
+    target = str(root / DATA_DVC)
+    status = repo.status(targets=[target])
     changed = [
         entry
-        for item in status.get(DATA_DVC, [])
+        for items in status.values()
+        for item in items
         if isinstance(item, dict)
         for entry in item.get("changed outs", {}).items()
     ]
@@ -143,7 +146,7 @@ def _pull_workspace(root: Path) -> DataVersion:
             "run `intent-mlops data import FILE` (or `dvc add data`) first, or `dvc checkout data.dvc` to discard"
         )
     if status:
-        repo.pull(targets=[DATA_DVC])
+        repo.pull(targets=[target])
     return DataVersion(
         workdir=root,
         raw_csv=root / DATA_FILE,
@@ -170,8 +173,9 @@ def _pull_revision(root: Path, rev: str, scratch: Path) -> DataVersion:
         if (root / name).exists():
             shutil.copy2(root / name, work / name)
     repo = _repo(work)
-    if repo.status(targets=[DATA_DVC]):
-        repo.pull(targets=[DATA_DVC])
+    target = str(work / DATA_DVC)
+    if repo.status(targets=[target]):
+        repo.pull(targets=[target])
     return DataVersion(
         workdir=work,
         raw_csv=work / DATA_FILE,
@@ -193,7 +197,9 @@ def _share_dvc_config(root: Path, work: Path) -> None:
 def reproduce_splits(workdir: Path | str) -> Splits:
     """``dvc repro prepare`` in ``workdir``; the splits' hash comes from ``dvc.lock``."""
     workdir = Path(workdir)
-    _repo(workdir).reproduce(PREPARE_STAGE)
+    # DVC resolves stage paths against the working directory: run it from the project.
+    with contextlib.chdir(workdir):
+        _repo(workdir).reproduce(PREPARE_STAGE)
     lock = yaml.safe_load((workdir / "dvc.lock").read_text()) or {}
     outs = lock.get("stages", {}).get(PREPARE_STAGE, {}).get("outs", [])
     if len(outs) != 1:

@@ -52,9 +52,7 @@ def gate_splits(splits: versioning.Splits, cfg: ValidationConfig) -> dict[str, A
 @task(name="record-validation", retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
 def record_validation(report: dict[str, Any], run_id: str) -> None:
     """Save the gate's result on the MLflow run and the flow run; raise when it failed."""
-    rep = validation.ValidationReport(
-        **{**report, "failures": [validation.Failure(**f) for f in report["failures"]]}
-    )
+    rep = validation.ValidationReport(**{**report, "failures": [validation.Failure(**f) for f in report["failures"]]})
     tracking.log_validation(run_id, rep)
     create_markdown_artifact(
         key=f"data-validation-{rep.name}", markdown=rep.markdown(), description=rep.summary().splitlines()[0]
@@ -73,4 +71,3 @@ def prepare_splits(version: versioning.DataVersion) -> versioning.Splits:
     splits = versioning.reproduce_splits(version.workdir)
     get_run_logger().info("splits %s at %s", splits.md5, splits.folder)
     return splits
-

