@@ -23,6 +23,8 @@ DEFAULT_MODEL = "packaged:all-MiniLM-L6-v2"
 
 
 def _f(default: Any, help: str) -> Any:
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help})
     return field(default=default, metadata={"help": help})
 
 
@@ -72,6 +74,11 @@ class TrainConfig:
     checkpoint_every_steps: int = _f(200, "Write a resumable checkpoint every N optimizer steps (0: epochs only).")
     device: str = _f("auto", "auto (CUDA when present), cuda or cpu.")
     progress: bool = _f(True, "Show progress bars.")
+    lora_r: int = _f(0, "LoRA rank (peft); 0 fine-tunes every weight. LoRA is merged into the weights at export.")
+    lora_alpha: int = _f(16, "LoRA scaling numerator (alpha / r).")
+    lora_dropout: float = _f(0.1, "Dropout on the LoRA branch.")
+    lora_target_modules: list[str] = _f(["query", "key", "value", "dense"], "Module names that get LoRA adapters.")
+    num_processes: int = _f(1, "Data-parallel processes; >1 launches torchrun (one per GPU, or gloo on CPU).")
 
 
 @dataclass
@@ -182,6 +189,13 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    """Rebuild a config written with ``Config.to_dict`` (e.g. for a torchrun worker)."""
+    cfg: Config = _build(Config, raw, "")
+    _check(cfg)
+    return cfg
+
+
 def load_config(path: Path | str | None = None, overrides: dict[str, Any] | None = None) -> Config:
     """Read ``params.yaml`` (missing file: defaults) and apply nested ``overrides``."""
     raw: dict[str, Any] = {}
@@ -215,6 +229,8 @@ def _check(cfg: Config) -> None:
     t = cfg.train
     if t.batch_size < 1 or t.grad_accum_steps < 1 or t.epochs < 1:
         raise ConfigError("train: batch_size, grad_accum_steps and epochs must be >= 1")
+    if t.lora_r < 0 or t.num_processes < 1:
+        raise ConfigError("train: lora_r must be >= 0 and num_processes >= 1")
     if t.device not in {"auto", "cpu", "cuda"}:
         raise ConfigError(f"train.device: expected auto, cpu or cuda, got {t.device!r}")
 
@@ -226,5 +242,6 @@ def describe() -> str:
         lines.append(f"{sec.name}:")
         sec_type = typing.get_type_hints(Config)[sec.name]
         for f in dataclasses.fields(sec_type):
-            lines.append(f"  {f.name}: {f.default!r}  # {f.metadata.get('help', '')}")
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[operator]
+            lines.append(f"  {f.name}: {default!r}  # {f.metadata.get('help', '')}")
     return "\n".join(lines)

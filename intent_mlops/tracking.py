@@ -52,9 +52,13 @@ def connect(cfg: MlflowConfig, root: Path | str) -> str:
     return str(mlflow.create_experiment(cfg.experiment, artifact_location=default_artifact_location(uri, root)))
 
 
-def resume_key(params_md5: str, data_md5: str, data_commit: str) -> str:
-    """Same params on the same data version -> same key -> a rerun resumes the unfinished run."""
-    return hashlib.md5(f"{params_md5}|{data_md5}|{data_commit}".encode()).hexdigest()[:16]
+def resume_key(params_md5: str, data_md5: str, data_rev: str) -> str:
+    """Same params, same data, same ``data_rev`` asked for -> a rerun resumes the unfinished run.
+
+    The code's git commit is not part of it: a fix to the code between crash and rerun should
+    still continue from the checkpoint.
+    """
+    return hashlib.md5(f"{params_md5}|{data_md5}|{data_rev}".encode()).hexdigest()[:16]
 
 
 def open_run(

@@ -194,6 +194,15 @@ class TrainResult:
     examples_per_second: float
     history: list[dict[str, float]] = field(default_factory=list)
     device: str = "cpu"
+    world_size: int = 1
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "model_dir": str(self.model_dir)})
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainResult:
+        raw = json.loads(text)
+        return cls(**{**raw, "model_dir": Path(raw["model_dir"])})
 
 
 @dataclass
@@ -291,6 +300,85 @@ def evaluate_ids(
     return report(np.asarray(y), pred, list(labels.labels))
 
 
+@dataclass(frozen=True)
+class _Dist:
+    """This process's place in a torchrun / accelerate launch (world 1 when launched plainly)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+
+def _init_distributed(device: torch.device) -> tuple[_Dist, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist(), device
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return _Dist(torch.distributed.get_rank(), world, local), device
+
+
+def _add_lora(model: Any, cfg: TrainConfig) -> Any:
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    if cfg.gradient_checkpointing:
+        model.enable_input_require_grads()
+    lora = LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=list(cfg.lora_target_modules),
+    )
+    return get_peft_model(model, lora)
+
+
+LORA_STATE = "lora_state.safetensors"
+
+
+def _save_best(out: Path, model: Any, tokenizer: Any, lora: bool) -> None:
+    """Best epoch so far: a ``save_pretrained`` folder, or (LoRA) the adapter-wrapped state to merge later."""
+    from safetensors.torch import save_model
+
+    def write(folder: Path) -> None:
+        if lora:
+            save_model(model, str(folder / LORA_STATE))
+        else:
+            model.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+
+    _atomic_dir(out / BEST, write)
+
+
+def _merge_lora_best(out: Path, model: Any, tokenizer: Any) -> None:
+    """Fold the best LoRA weights into the base weights: the exported model needs no peft."""
+    from safetensors.torch import load_model
+
+    state = out / BEST / LORA_STATE
+    if not state.exists():
+        return  # already merged (a rerun after a finished training)
+    load_model(model, str(state))
+    merged = model.merge_and_unload()
+
+    def write(folder: Path) -> None:
+        merged.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+
+    _atomic_dir(out / BEST, write)
+
+
 def train(
     cfg: TrainConfig,
     train_texts: Sequence[str],
@@ -306,7 +394,9 @@ def train(
     """Fine-tune ``cfg.model_name_or_path``; resumes from ``out_dir/checkpoint`` when present.
 
     The best epoch (dev macro-F1) is saved with its tokenizer under ``out_dir/best`` as
-    safetensors. ``stop_after_steps`` ends the run early without finishing (tests of resume).
+    safetensors (LoRA merged in). Under torchrun/accelerate (``WORLD_SIZE`` > 1) each rank takes
+    every world-th batch of the same length-grouped order and DDP averages gradients; rank 0
+    writes checkpoints. ``stop_after_steps`` ends the run early without finishing (resume tests).
     """
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
@@ -314,7 +404,7 @@ def train(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     configure_threads(cfg.num_threads)
-    device = pick_device(cfg.device)
+    dist, device = _init_distributed(pick_device(cfg.device))
     set_seed(cfg.seed)
     labels = LabelSpace.from_labels(list(train_labels))
     unknown = sorted(set(dev_labels) - set(labels.labels))
@@ -323,7 +413,14 @@ def train(
     tokenizer, model = load_model(cfg.model_name_or_path, labels)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
+    lora = cfg.lora_r > 0
+    if lora:
+        model = _add_lora(model, cfg)
     model.to(device)
+    net = model
+    if dist.world > 1:
+        ids = [dist.local_rank] if device.type == "cuda" else None
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
     pad_id = int(tokenizer.pad_token_id or 0)
     cache = Path(cache_dir) if cache_dir else None
     train_ids = tokenize(train_texts, tokenizer, cfg.max_length, cache)
@@ -331,7 +428,7 @@ def train(
     y_train, y_dev = labels.encode(train_labels), labels.encode(dev_labels)
     lengths = [len(x) for x in train_ids]
 
-    micro_per_epoch = math.ceil(len(train_ids) / cfg.batch_size)
+    micro_per_epoch = math.ceil(len(train_ids) / cfg.batch_size) // dist.world
     steps_per_epoch = math.ceil(micro_per_epoch / cfg.grad_accum_steps)
     total_steps = steps_per_epoch * cfg.epochs
     opt = make_optimizer(model, cfg, device)
@@ -340,17 +437,22 @@ def train(
     resumed_from = state.global_step
     use_bf16 = device.type == "cuda"
 
-    def save_best() -> None:
-        def write(folder: Path) -> None:
-            model.save_pretrained(folder, safe_serialization=True)
-            tokenizer.save_pretrained(folder)
+    def checkpoint() -> None:
+        if dist.main:
+            _save_checkpoint(out, model, opt, sched, state)
+        dist.barrier()
 
-        _atomic_dir(out / BEST, write)
-
-    bar = tqdm(total=total_steps, initial=state.global_step, desc="train", unit="step", disable=not cfg.progress)
+    bar = tqdm(
+        total=total_steps,
+        initial=state.global_step,
+        desc="train",
+        unit="step",
+        disable=not (cfg.progress and dist.main),
+    )
     while not state.finished and state.epoch < cfg.epochs:
-        model.train()
-        batches = length_grouped_batches(lengths, cfg.batch_size, cfg.seed, state.epoch)
+        net.train()
+        ordered = length_grouped_batches(lengths, cfg.batch_size, cfg.seed, state.epoch)
+        batches = ordered[dist.rank : micro_per_epoch * dist.world : dist.world]
         t0 = time.perf_counter()
         running, seen_in_window = 0.0, 0
         for b in range(state.batch_in_epoch, len(batches)):
@@ -358,11 +460,11 @@ def train(
             batch = collate([train_ids[i] for i in idx], pad_id, [y_train[i] for i in idx])
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                loss = model(**batch).loss / cfg.grad_accum_steps
+                loss = net(**batch).loss / cfg.grad_accum_steps
             loss.backward()
             running += loss.detach().item() * cfg.grad_accum_steps
             seen_in_window += 1
-            state.examples_seen += len(idx)
+            state.examples_seen += len(idx) * dist.world
             state.batch_in_epoch = b + 1
             last = b + 1 == len(batches)
             if (b + 1) % cfg.grad_accum_steps and not last:
@@ -376,41 +478,46 @@ def train(
             if state.global_step % 10 == 0 or last:
                 avg = running / max(seen_in_window, 1)
                 bar.set_postfix(loss=f"{avg:.4f}", epoch=state.epoch)
-                if log_metrics:
+                if log_metrics and dist.main:
                     log_metrics({"train_loss": avg, "learning_rate": sched.get_last_lr()[0]}, state.global_step)
                 running, seen_in_window = 0.0, 0
             if cfg.checkpoint_every_steps and state.global_step % cfg.checkpoint_every_steps == 0 and not last:
                 state.train_seconds += time.perf_counter() - t0
                 t0 = time.perf_counter()
-                _save_checkpoint(out, model, opt, sched, state)
+                checkpoint()
             if stop_after_steps is not None and state.global_step >= stop_after_steps:
                 bar.close()
                 state.train_seconds += time.perf_counter() - t0
-                _save_checkpoint(out, model, opt, sched, state)
+                checkpoint()
                 raise TrainingInterrupted(state.global_step)
         state.train_seconds += time.perf_counter() - t0
         dev = evaluate_ids(model, dev_ids, y_dev, labels, pad_id, cfg.eval_batch_size, device)
         entry = {"epoch": float(state.epoch + 1), "step": float(state.global_step), **dev.metrics("dev")}
         state.history.append(entry)
-        if log_metrics:
+        if log_metrics and dist.main:
             log_metrics({k: v for k, v in entry.items() if k.startswith("dev_")}, state.global_step)
         if dev.macro_f1 > state.best_dev_macro_f1:
             state.best_dev_macro_f1, state.best_epoch, state.epochs_without_gain = dev.macro_f1, state.epoch + 1, 0
-            save_best()
+            if dist.main:
+                _save_best(out, model, tokenizer, lora)
         else:
             state.epochs_without_gain += 1
             if state.epochs_without_gain >= cfg.early_stopping_patience:
                 state.finished = True
-        bar.write(
-            f"epoch {state.epoch + 1}: dev accuracy {dev.accuracy:.4f}, dev macro-F1 {dev.macro_f1:.4f}"
-            + ("  (best)" if state.best_epoch == state.epoch + 1 else "")
-        )
+        if dist.main:
+            bar.write(
+                f"epoch {state.epoch + 1}: dev accuracy {dev.accuracy:.4f}, dev macro-F1 {dev.macro_f1:.4f}"
+                + ("  (best)" if state.best_epoch == state.epoch + 1 else "")
+            )
         state.epoch += 1
         state.batch_in_epoch = 0
         if state.epoch >= cfg.epochs:
             state.finished = True
-        _save_checkpoint(out, model, opt, sched, state)
+        checkpoint()
     bar.close()
+    if lora and dist.main:
+        _merge_lora_best(out, model, tokenizer)
+    dist.barrier()
     return TrainResult(
         model_dir=out / BEST,
         best_epoch=state.best_epoch,
@@ -422,6 +529,7 @@ def train(
         examples_per_second=state.examples_seen / state.train_seconds if state.train_seconds else 0.0,
         history=state.history,
         device=device.type,
+        world_size=dist.world,
     )
 
 

@@ -13,7 +13,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from intent_mlops import data as data_io
-from intent_mlops import registry, tracking, training, versioning
+from intent_mlops import fit, registry, tracking, training, versioning
 from intent_mlops.config import Config
 from intent_mlops.evaluation import Report
 
@@ -32,7 +32,7 @@ def open_run(
         "git.commit": versioning.git_commit(root),
         "params.md5": cfg.md5(),
     }
-    key = tracking.resume_key(cfg.md5(), version.data_md5, version.commit)
+    key = tracking.resume_key(cfg.md5(), version.data_md5, version.rev)
     run_id, resumed = tracking.open_run(cfg, root, tags, key, run_name)
     get_run_logger().info("MLflow run %s (%s)", run_id, "resumed" if resumed else "new")
     return run_id, tags
@@ -49,19 +49,15 @@ def work_dir(root: str, run_id: str) -> Path:
 
 @task(name="fine-tune", retries=0, cache_policy=NO_CACHE)
 def fine_tune(cfg: Config, splits: versioning.Splits, run_id: str, root: str) -> training.TrainResult:
-    """Fine-tune on train, select on dev; checkpoints under ``.intent-mlops/runs/<run id>``."""
-    frames = data_io.load_splits(data_io.SplitPaths.under(splits.folder))
-    tr, dev = frames["train"], frames["dev"]
-    result = training.train(
-        cfg.train,
-        tr["text"].tolist(),
-        tr["label"].tolist(),
-        dev["text"].tolist(),
-        dev["label"].tolist(),
-        work_dir(root, run_id),
-        cache_dir=Path(root) / ".intent-mlops" / "cache",
-        log_metrics=tracking.metric_logger(run_id),
-    )
+    """Fine-tune on train, select on dev; checkpoints under ``.intent-mlops/runs/<run id>``.
+
+    With ``train.num_processes`` > 1 the same training code runs data-parallel under torchrun.
+    """
+    work, cache = work_dir(root, run_id), Path(root) / ".intent-mlops" / "cache"
+    if cfg.train.num_processes > 1:
+        result = fit.launch(cfg, splits.folder, work, cache, run_id)
+    else:
+        result = fit.fit(cfg, splits.folder, work, cache, run_id)
     get_run_logger().info(
         "trained %d steps (resumed from %d) on %s, %.1f examples/s, best epoch %d dev macro-F1 %.4f",
         result.global_step,

@@ -119,3 +119,24 @@ def _track_raw(project: Path) -> None:
     from dvc.repo import Repo
 
     Repo(str(project)).add(str(project / "data"))
+
+
+def test_lora_through_the_flow_serves_without_peft(project: Path) -> None:
+    import subprocess
+    import sys
+
+    out = train_flow(overrides=["train.lora_r=4", "train.learning_rate=0.01"], project_dir=str(project))
+    assert out["version"] == "1"
+    uri = f"sqlite:///{project / 'mlruns' / 'mlflow.db'}"
+    script = (
+        "import sys; sys.modules['peft'] = None\n"  # any `import peft` now fails
+        "import mlflow\n"
+        f"mlflow.set_tracking_uri({uri!r})\n"
+        "m = mlflow.pyfunc.load_model('models:/intent-classifier@champion')\n"
+        "print(list(m.predict(['where is my parcel', 'reset my password'])['label']))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip().startswith("[")
+    client = _client(project)
+    assert client.get_run(out["run_id"]).data.params["train.lora_r"] == "4"

@@ -1,0 +1,161 @@
+"""LoRA (merged at export) and data-parallel training (2 CPU ranks, gloo) on a tiny random BERT."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from intent_mlops.config import Config, TrainConfig
+from intent_mlops.data import write_csv
+from intent_mlops.fit import RESULT_FILE
+from intent_mlops.generate import generate
+from intent_mlops.training import TrainResult, load_model, train
+from tests.conftest import REPO
+
+INTENTS = ["cancel_order", "store_hours", "reset_password", "track_order"]
+
+
+def _splits(tmp: Path) -> Path:
+    from intent_mlops.data import stratified_split
+
+    df = generate(per_intent=30, label_noise=0.0, typo_rate=0.0)
+    parts = stratified_split(df[df["label"].isin(INTENTS)], 0.2, 0.2, seed=0)
+    for name, part in parts.items():
+        write_csv(part, tmp / "splits" / f"{name}.csv")
+    return tmp / "splits"
+
+
+def _cfg(model: Path, **kw: object) -> TrainConfig:
+    base = dict(
+        model_name_or_path=str(model),
+        epochs=3,
+        batch_size=8,
+        learning_rate=5e-3,
+        progress=False,
+        max_length=32,
+        checkpoint_every_steps=0,
+        early_stopping_patience=5,
+        num_threads=1,
+    )
+    base.update(kw)
+    return TrainConfig(**base)  # type: ignore[arg-type]
+
+
+def test_lora_trains_few_weights_and_exports_merged_model(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from intent_mlops.data import SplitPaths, load_splits
+
+    frames = load_splits(SplitPaths.under(_splits(tmp_path)))
+    cfg = _cfg(tiny_model_dir, lora_r=4, lora_alpha=8, learning_rate=1e-2)
+    result = train(
+        cfg,
+        frames["train"]["text"].tolist(),
+        frames["train"]["label"].tolist(),
+        frames["dev"]["text"].tolist(),
+        frames["dev"]["label"].tolist(),
+        tmp_path / "run",
+    )
+    files = {p.name for p in result.model_dir.iterdir()}
+    assert "model.safetensors" in files and "adapter_config.json" not in files
+    _, merged = load_model(str(result.model_dir))
+    assert not any("lora" in name for name in merged.state_dict()), "LoRA folded into the base weights"
+    _, base = load_model(str(tiny_model_dir))
+    q = "bert.encoder.layer.0.attention.self.query.weight"
+    assert not torch.allclose(merged.state_dict()[q], base.state_dict()[q]), "merged delta is non-zero"
+    emb = "bert.embeddings.word_embeddings.weight"
+    assert torch.equal(merged.state_dict()[emb], base.state_dict()[emb]), "non-target weights frozen"
+
+
+def test_merged_lora_model_serves_without_peft(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from intent_mlops.data import SplitPaths, load_splits
+
+    frames = load_splits(SplitPaths.under(_splits(tmp_path)))
+    cfg = _cfg(tiny_model_dir, lora_r=4, epochs=1)
+    result = train(
+        cfg,
+        frames["train"]["text"].tolist(),
+        frames["train"]["label"].tolist(),
+        frames["dev"]["text"].tolist(),
+        frames["dev"]["label"].tolist(),
+        tmp_path / "run",
+    )
+    script = (
+        "import sys; sys.modules['peft'] = None\n"  # any `import peft` now fails
+        "from transformers import pipeline\n"
+        f"p = pipeline('text-classification', model={str(result.model_dir)!r}, device='cpu')\n"
+        "print(p(['where is my parcel'])[0]['label'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] in INTENTS
+
+
+def _digest(model_dir: Path) -> str:
+    return hashlib.md5((model_dir / "model.safetensors").read_bytes()).hexdigest()
+
+
+@pytest.mark.slow
+def test_two_ranks_gloo_agree(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """torchrun with 2 CPU processes: DDP keeps both ranks' weights identical, each sees half the batches."""
+    splits = _splits(tmp_path)
+    cfg = Config()
+    cfg.train = _cfg(tiny_model_dir, epochs=2)
+    (tmp_path / "config.json").write_text(json.dumps(cfg.to_dict()))
+    worker = (
+        "import json, os, sys, hashlib\n"
+        "from pathlib import Path\n"
+        "from intent_mlops.config import config_from_dict\n"
+        "from intent_mlops.fit import fit\n"
+        "import torch\n"
+        "cfg = config_from_dict(json.loads(Path(sys.argv[1]).read_text()))\n"
+        "out = Path(sys.argv[3])\n"
+        "r = fit(cfg, Path(sys.argv[2]), out, None, None)\n"
+        "from intent_mlops.training import load_model\n"
+        "_, m = load_model(str(r.model_dir))\n"
+        "h = hashlib.md5(b''.join(v.numpy().tobytes() for v in m.state_dict().values())).hexdigest()\n"
+        "rank = os.environ['RANK']\n"
+        "(out / f'rank{rank}.json').write_text(json.dumps({'hash': h, 'steps': r.global_step, 'world': r.world_size}))\n"
+    )
+    (tmp_path / "worker.py").write_text(worker)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            str(tmp_path / "worker.py"),
+            str(tmp_path / "config.json"),
+            str(splits),
+            str(tmp_path / "ddp"),
+        ],
+        check=True,
+        env=env,
+        timeout=300,
+    )
+    ranks = [json.loads((tmp_path / "ddp" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["hash"] == ranks[1]["hash"], "both ranks hold the same weights"
+    assert ranks[0]["world"] == 2
+    n_train = len(_texts_labels(splits, "train")[0])
+    per_epoch_single = math.ceil(n_train / cfg.train.batch_size)
+    assert ranks[0]["steps"] == cfg.train.epochs * (per_epoch_single // 2), "each rank took half the batches"
+
+
+def _texts_labels(splits: Path, name: str) -> tuple[list[str], list[str]]:
+    from intent_mlops.data import read_csv
+
+    df = read_csv(splits / f"{name}.csv")
+    return df["text"].tolist(), df["label"].tolist()
+
+
+def test_result_json_round_trip(tmp_path: Path) -> None:
+    r = TrainResult(tmp_path / "best", 2, 0.5, 10, 3, 2, 1.5, 66.0, [{"epoch": 1.0}], "cpu", 2)
+    assert TrainResult.from_json(r.to_json()) == r
+    assert RESULT_FILE == "result.json"
