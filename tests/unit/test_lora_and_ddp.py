@@ -120,7 +120,8 @@ def test_two_ranks_gloo_agree(tiny_model_dir: Path, tmp_path: Path) -> None:
         "_, m = load_model(str(r.model_dir))\n"
         "h = hashlib.md5(b''.join(v.numpy().tobytes() for v in m.state_dict().values())).hexdigest()\n"
         "rank = os.environ['RANK']\n"
-        "(out / f'rank{rank}.json').write_text(json.dumps({'hash': h, 'steps': r.global_step, 'world': r.world_size}))\n"
+        "info = {'hash': h, 'steps': r.global_step, 'world': r.world_size}\n"
+        "(out / f'rank{rank}.json').write_text(json.dumps(info))\n"
     )
     (tmp_path / "worker.py").write_text(worker)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
