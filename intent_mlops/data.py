@@ -99,8 +99,8 @@ class SplitPaths:
 def stratified_split(df: pd.DataFrame, dev_ratio: float, test_ratio: float, seed: int) -> dict[str, pd.DataFrame]:
     """Per-label shuffled split; duplicates of one text always land in the same split.
 
-    Every label with at least 3 distinct texts gets one in each split, so dev and test
-    cover every intent the model is trained on.
+    Every label with at least 3 distinct texts gets one in each split whose ratio is > 0, so dev
+    and test cover every intent the model is trained on (``test_ratio=0`` carves only a dev set).
     """
     df = canonical(df)
     keys = normalise_text(df["text"])
@@ -110,8 +110,8 @@ def stratified_split(df: pd.DataFrame, dev_ratio: float, test_ratio: float, seed
         uniq = sorted(keys[df["label"] == label].unique())
         order = rng.permutation(len(uniq))
         n = len(uniq)
-        n_test = max(1, round(n * test_ratio)) if n >= 3 else 0
-        n_dev = max(1, round(n * dev_ratio)) if n >= 3 else 0
+        n_test = max(1, round(n * test_ratio)) if n >= 3 and test_ratio > 0 else 0
+        n_dev = max(1, round(n * dev_ratio)) if n >= 3 and dev_ratio > 0 else 0
         test_keys = {uniq[i] for i in order[:n_test]}
         dev_keys = {uniq[i] for i in order[n_test : n_test + n_dev]}
         mask = df["label"] == label

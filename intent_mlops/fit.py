@@ -56,7 +56,11 @@ def launch(cfg: Config, splits_dir: Path, out: Path, cache_dir: Path | None, mlf
         cmd += ["--cache-dir", str(cache_dir)]
     if mlflow_run_id:
         cmd += ["--mlflow-run-id", mlflow_run_id]
-    subprocess.run(cmd, check=True)
+    import mlflow
+
+    # the workers log to the store this process resolved (it may not be in their environment)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()}
+    subprocess.run(cmd, check=True, env=env)
     return TrainResult.from_json((out / RESULT_FILE).read_text())
 
 

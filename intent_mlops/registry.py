@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 CHAMPION, CHALLENGER, PREVIOUS_CHAMPION = "champion", "challenger", "previous-champion"
-LINEAGE_TAGS = ("data.md5", "data.rev", "splits.md5", "git.commit", "params.md5")
 
 
 def pip_requirements() -> list[str]:
@@ -27,7 +25,6 @@ class RegisteredVersion:
     version: str
     run_id: str
     model_uri: str
-    aliases: tuple[str, ...]
 
 
 def log_and_register(
@@ -67,7 +64,7 @@ def log_and_register(
     version = str(info.registered_model_version)
     for key, value in tags.items():
         client.set_model_version_tag(registered_model, version, key, value)
-    return RegisteredVersion(registered_model, version, run.info.run_id, info.model_uri, ())
+    return RegisteredVersion(registered_model, version, run.info.run_id, info.model_uri)
 
 
 def aliases(name: str) -> dict[str, str]:
@@ -82,16 +79,14 @@ def aliases(name: str) -> dict[str, str]:
     return {alias: str(v) for alias, v in (model.aliases or {}).items()}
 
 
-def crown_if_first(name: str, version: str) -> tuple[str, ...]:
+def crown_if_first(name: str, version: str) -> bool:
     """A new version becomes ``champion`` when there is none (the full policy is the promote step)."""
     import mlflow
 
-    client = mlflow.MlflowClient()
-    current = aliases(name)
-    if CHAMPION in current:
-        return ()
-    client.set_registered_model_alias(name, CHAMPION, version)
-    return (CHAMPION,)
+    if CHAMPION in aliases(name):
+        return False
+    mlflow.MlflowClient().set_registered_model_alias(name, CHAMPION, version)
+    return True
 
 
 def find_version_for_run(name: str, run_id: str) -> str | None:
@@ -100,10 +95,3 @@ def find_version_for_run(name: str, run_id: str) -> str | None:
 
     found = mlflow.MlflowClient().search_model_versions(f"name='{name}' and run_id='{run_id}'")
     return str(found[0].version) if found else None
-
-
-def load_champion(name: str) -> Any:
-    """The serving model as a pyfunc (``models:/name@champion``)."""
-    import mlflow
-
-    return mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}")

@@ -44,8 +44,16 @@ def connect(cfg: MlflowConfig, root: Path | str) -> str:
     import mlflow
 
     uri = tracking_uri(cfg, root)
+    exported = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    # MLflow also exports the URI to the environment; restore the user's values so that the next
+    # project served by this process (a worker, a test session) resolves its own store.
+    for key, value in exported.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     exp = mlflow.get_experiment_by_name(cfg.experiment)
     if exp is not None:
         return str(exp.experiment_id)

@@ -138,13 +138,14 @@ def length_grouped_batches(
     return [batches[i] for i in perm]
 
 
-def collate(ids: Sequence[Sequence[int]], pad_id: int, labels: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
-    width = max(len(x) for x in ids)
-    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(ids), width), dtype=torch.long)
-    for row, seq in enumerate(ids):
-        input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        mask[row, : len(seq)] = 1
+def collate(
+    ids: Sequence[Sequence[int] | torch.Tensor], pad_id: int, labels: Sequence[int] | None = None
+) -> dict[str, torch.Tensor]:
+    """Pad to the longest sequence of this batch only (dynamic padding)."""
+    rows = [x if isinstance(x, torch.Tensor) else torch.tensor(x, dtype=torch.long) for x in ids]
+    input_ids = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=pad_id)
+    lengths = torch.tensor([len(x) for x in rows])
+    mask = (torch.arange(input_ids.shape[1])[None, :] < lengths[:, None]).long()
     batch = {"input_ids": input_ids, "attention_mask": mask}
     if labels is not None:
         batch["labels"] = torch.tensor(labels, dtype=torch.long)
@@ -152,16 +153,29 @@ def collate(ids: Sequence[Sequence[int]], pad_id: int, labels: Sequence[int] | N
 
 
 # ---------------------------------------------------------------- model
-def load_model(path: str, labels: LabelSpace | None = None) -> tuple[Any, Any]:
-    """Tokenizer + sequence classifier from a local folder (never remote code)."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+DROPOUT_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout", "dropout",
+                  "attention_dropout", "seq_classif_dropout")  # fmt: skip
+
+
+def load_model(path: str, labels: LabelSpace | None = None, dropout: float | None = None) -> tuple[Any, Any]:
+    """Tokenizer + sequence classifier from a local folder (never remote code).
+
+    ``labels`` sizes a new classification head; ``dropout`` overrides every dropout field the
+    model's config has (BERT, DistilBERT, RoBERTa name them differently).
+    """
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
     path = resolve_model_path(path)
     tokenizer = AutoTokenizer.from_pretrained(path)
     kwargs: dict[str, Any] = {}
     if labels is not None:
         kwargs = {"num_labels": len(labels.labels), "id2label": labels.id2label, "label2id": labels.label2id}
-    model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+    config = AutoConfig.from_pretrained(path, **kwargs)
+    if dropout is not None:
+        for name in DROPOUT_FIELDS:
+            if hasattr(config, name):
+                setattr(config, name, dropout)
+    model = AutoModelForSequenceClassification.from_pretrained(path, config=config)
     return tokenizer, model
 
 
@@ -410,7 +424,9 @@ def train(
     unknown = sorted(set(dev_labels) - set(labels.labels))
     if unknown:
         raise ValueError(f"dev labels not in train: {unknown}")
-    tokenizer, model = load_model(cfg.model_name_or_path, labels)
+    tokenizer, model = load_model(cfg.model_name_or_path, labels, cfg.dropout)
+    if cfg.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     lora = cfg.lora_r > 0
@@ -427,11 +443,13 @@ def train(
     dev_ids = tokenize(dev_texts, tokenizer, cfg.max_length, cache)
     y_train, y_dev = labels.encode(train_labels), labels.encode(dev_labels)
     lengths = [len(x) for x in train_ids]
+    train_rows = [torch.tensor(x, dtype=torch.long) for x in train_ids]  # once, not every epoch
 
     micro_per_epoch = math.ceil(len(train_ids) / cfg.batch_size) // dist.world
     steps_per_epoch = math.ceil(micro_per_epoch / cfg.grad_accum_steps)
     total_steps = steps_per_epoch * cfg.epochs
     opt = make_optimizer(model, cfg, device)
+    trainable = [p for p in model.parameters() if p.requires_grad]
     sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total_steps), total_steps)
     state = _load_checkpoint(out, model, opt, sched) or _State()
     resumed_from = state.global_step
@@ -457,10 +475,15 @@ def train(
         running, seen_in_window = 0.0, 0
         for b in range(state.batch_in_epoch, len(batches)):
             idx = batches[b]
-            batch = collate([train_ids[i] for i in idx], pad_id, [y_train[i] for i in idx])
+            batch = collate([train_rows[i] for i in idx], pad_id)
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            target = torch.tensor([y_train[i] for i in idx], device=device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                loss = net(**batch).loss / cfg.grad_accum_steps
+                logits = net(**batch).logits
+            loss = (
+                torch.nn.functional.cross_entropy(logits.float(), target, label_smoothing=cfg.label_smoothing)
+                / cfg.grad_accum_steps
+            )
             loss.backward()
             running += loss.detach().item() * cfg.grad_accum_steps
             seen_in_window += 1
@@ -469,7 +492,8 @@ def train(
             last = b + 1 == len(batches)
             if (b + 1) % cfg.grad_accum_steps and not last:
                 continue
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            if cfg.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm, foreach=True)
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)

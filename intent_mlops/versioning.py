@@ -115,12 +115,6 @@ def track(root: Path | str, df: pd.DataFrame, *, append: bool = False, push: boo
     return dvc_file_md5(root / DATA_DVC)
 
 
-def workspace_in_sync(root: Path | str) -> bool:
-    """True when ``data/`` holds exactly what ``data.dvc`` records."""
-    status = _repo(root).status(targets=[str(Path(root) / DATA_DVC)])
-    return not status
-
-
 def pull(root: Path | str, rev: str | None = None, scratch: Path | str | None = None) -> DataVersion:
     """Materialise the data of git revision ``rev`` (None: the workspace's ``data.dvc``)."""
     root = Path(root).resolve()

@@ -102,7 +102,7 @@ def register(
     if existing is not None:
         get_run_logger().info("run %s already registered %s version %s", run_id, name, existing)
         mv = mlflow.MlflowClient().get_model_version(name, existing)
-        return registry.RegisteredVersion(name, existing, run_id, str(mv.source), ())
+        return registry.RegisteredVersion(name, existing, run_id, str(mv.source))
     dev = data_io.read_csv(data_io.SplitPaths.under(splits.folder).dev)
     example = dev["text"].head(3).tolist()
     with mlflow.start_run(run_id=run_id):

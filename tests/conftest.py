@@ -7,8 +7,14 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from intent_mlops.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "datasets"
@@ -26,6 +32,13 @@ def pytest_configure(config: pytest.Config) -> None:
 def git(root: Path, *args: str) -> str:
     cmd = ["git", "-c", "user.name=intent-mlops tests", "-c", "user.email=tests@intent-mlops.invalid", *args]
     return subprocess.run(cmd, cwd=root, check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_tracking_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``mlflow.set_tracking_uri`` exports the URI; undo that after each test so projects stay apart."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +71,7 @@ def shrunk_overrides(model_dir: Path) -> dict[str, dict[str, object]]:
             "epochs": 2,
             "batch_size": 16,
             "learning_rate": 1e-3,
+            "freeze_embeddings": False,
             "progress": False,
             "checkpoint_every_steps": 5,
             "max_length": 32,
@@ -112,3 +126,28 @@ def banking77(split: str = "train") -> Path:
     if not path.exists():
         pytest.skip(f"{path} not found (../shared/datasets beside the clone)")
     return path
+
+
+FOUR_INTENTS = ["cancel_order", "store_hours", "reset_password", "track_order"]
+
+
+def four_intent_splits() -> dict[str, pd.DataFrame]:
+    """A small, clean 4-intent problem a tiny random BERT learns in a few seconds."""
+    from intent_mlops.data import stratified_split
+    from intent_mlops.generate import generate
+
+    df = generate(per_intent=30, label_noise=0.0, typo_rate=0.0)
+    return stratified_split(df[df["label"].isin(FOUR_INTENTS)], 0.2, 0.2, seed=0)
+
+
+def tiny_train_config(model: Path, **overrides: object) -> TrainConfig:
+    """The real TrainConfig shrunk for a tiny random BERT (fast, no progress bars, no periodic checkpoints)."""
+    from intent_mlops.config import TrainConfig
+
+    base: dict[str, object] = dict(
+        model_name_or_path=str(model), epochs=6, batch_size=8, learning_rate=5e-3, progress=False, max_length=32,
+        checkpoint_every_steps=0, early_stopping_patience=5, num_threads=2,
+        freeze_embeddings=False,  # random embeddings have to learn
+    )  # fmt: skip
+    base.update(overrides)
+    return TrainConfig(**base)  # type: ignore[arg-type]

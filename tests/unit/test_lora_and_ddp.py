@@ -14,54 +14,33 @@ import pytest
 import torch
 
 from intent_mlops.config import Config, TrainConfig
-from intent_mlops.data import write_csv
+from intent_mlops.data import SplitPaths, load_splits, read_csv, write_csv
 from intent_mlops.fit import RESULT_FILE
-from intent_mlops.generate import generate
 from intent_mlops.training import TrainResult, load_model, train
-from tests.conftest import REPO
+from tests.conftest import FOUR_INTENTS, REPO, four_intent_splits, tiny_train_config
 
-INTENTS = ["cancel_order", "store_hours", "reset_password", "track_order"]
+INTENTS = FOUR_INTENTS
 
 
 def _splits(tmp: Path) -> Path:
-    from intent_mlops.data import stratified_split
-
-    df = generate(per_intent=30, label_noise=0.0, typo_rate=0.0)
-    parts = stratified_split(df[df["label"].isin(INTENTS)], 0.2, 0.2, seed=0)
-    for name, part in parts.items():
+    for name, part in four_intent_splits().items():
         write_csv(part, tmp / "splits" / f"{name}.csv")
     return tmp / "splits"
 
 
 def _cfg(model: Path, **kw: object) -> TrainConfig:
-    base = dict(
-        model_name_or_path=str(model),
-        epochs=3,
-        batch_size=8,
-        learning_rate=5e-3,
-        progress=False,
-        max_length=32,
-        checkpoint_every_steps=0,
-        early_stopping_patience=5,
-        num_threads=1,
-    )
-    base.update(kw)
-    return TrainConfig(**base)  # type: ignore[arg-type]
+    return tiny_train_config(model, **{"epochs": 3, "num_threads": 1, **kw})
+
+
+def _train(cfg: TrainConfig, splits_dir: Path, out: Path) -> TrainResult:
+    frames = load_splits(SplitPaths.under(splits_dir))
+    tr, dev = frames["train"], frames["dev"]
+    return train(cfg, tr["text"].tolist(), tr["label"].tolist(), dev["text"].tolist(), dev["label"].tolist(), out)
 
 
 def test_lora_trains_few_weights_and_exports_merged_model(tiny_model_dir: Path, tmp_path: Path) -> None:
-    from intent_mlops.data import SplitPaths, load_splits
-
-    frames = load_splits(SplitPaths.under(_splits(tmp_path)))
     cfg = _cfg(tiny_model_dir, lora_r=4, lora_alpha=8, learning_rate=1e-2)
-    result = train(
-        cfg,
-        frames["train"]["text"].tolist(),
-        frames["train"]["label"].tolist(),
-        frames["dev"]["text"].tolist(),
-        frames["dev"]["label"].tolist(),
-        tmp_path / "run",
-    )
+    result = _train(cfg, _splits(tmp_path), tmp_path / "run")
     files = {p.name for p in result.model_dir.iterdir()}
     assert "model.safetensors" in files and "adapter_config.json" not in files
     _, merged = load_model(str(result.model_dir))
@@ -74,18 +53,7 @@ def test_lora_trains_few_weights_and_exports_merged_model(tiny_model_dir: Path, 
 
 
 def test_merged_lora_model_serves_without_peft(tiny_model_dir: Path, tmp_path: Path) -> None:
-    from intent_mlops.data import SplitPaths, load_splits
-
-    frames = load_splits(SplitPaths.under(_splits(tmp_path)))
-    cfg = _cfg(tiny_model_dir, lora_r=4, epochs=1)
-    result = train(
-        cfg,
-        frames["train"]["text"].tolist(),
-        frames["train"]["label"].tolist(),
-        frames["dev"]["text"].tolist(),
-        frames["dev"]["label"].tolist(),
-        tmp_path / "run",
-    )
+    result = _train(_cfg(tiny_model_dir, lora_r=4, epochs=1), _splits(tmp_path), tmp_path / "run")
     script = (
         "import sys; sys.modules['peft'] = None\n"  # any `import peft` now fails
         "from transformers import pipeline\n"
@@ -150,8 +118,6 @@ def test_two_ranks_gloo_agree(tiny_model_dir: Path, tmp_path: Path) -> None:
 
 
 def _texts_labels(splits: Path, name: str) -> tuple[list[str], list[str]]:
-    from intent_mlops.data import read_csv
-
     df = read_csv(splits / f"{name}.csv")
     return df["text"].tolist(), df["label"].tolist()
 

@@ -8,9 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from intent_mlops.config import TrainConfig
-from intent_mlops.data import stratified_split
-from intent_mlops.generate import generate
 from intent_mlops.training import (
     LabelSpace,
     TrainingInterrupted,
@@ -22,30 +19,15 @@ from intent_mlops.training import (
     tokenize,
     train,
 )
+from tests.conftest import four_intent_splits, tiny_train_config
 
 
 @pytest.fixture(scope="module")
 def splits() -> dict[str, tuple[list[str], list[str]]]:
-    df = generate(per_intent=30, label_noise=0.0, typo_rate=0.0)
-    df = df[df["label"].isin(["cancel_order", "store_hours", "reset_password", "track_order"])]
-    parts = stratified_split(df, 0.2, 0.2, seed=0)
-    return {k: (v["text"].tolist(), v["label"].tolist()) for k, v in parts.items()}
+    return {k: (v["text"].tolist(), v["label"].tolist()) for k, v in four_intent_splits().items()}
 
 
-def _cfg(model: Path, **kw: object) -> TrainConfig:
-    base = dict(
-        model_name_or_path=str(model),
-        epochs=6,
-        batch_size=8,
-        learning_rate=5e-3,
-        progress=False,
-        max_length=32,
-        checkpoint_every_steps=0,
-        early_stopping_patience=5,
-        num_threads=2,
-    )
-    base.update(kw)
-    return TrainConfig(**base)  # type: ignore[arg-type]
+_cfg = tiny_train_config
 
 
 def test_length_grouped_batches_cover_everything_once() -> None:
@@ -122,3 +104,15 @@ def test_oos_is_named_out_of_scope_in_predictions() -> None:
     space = LabelSpace.from_labels(["oos", "track_order", "oos"])
     assert space.labels == ("oos", "track_order")
     assert space.id2label == {0: "out_of_scope", 1: "track_order"}
+
+
+def test_freeze_embeddings_dropout_and_clipping_options(tiny_model_dir: Path, tmp_path: Path, splits: dict) -> None:
+    cfg = _cfg(tiny_model_dir, epochs=1, freeze_embeddings=True, dropout=0.0, max_grad_norm=0.0)
+    result = train(cfg, *splits["train"], *splits["dev"], tmp_path / "run")
+    _, base = load_model(str(tiny_model_dir))
+    _, tuned = load_model(str(result.model_dir))
+    emb = "bert.embeddings.word_embeddings.weight"
+    assert torch.equal(base.state_dict()[emb], tuned.state_dict()[emb])
+    q = "bert.encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(base.state_dict()[q], tuned.state_dict()[q])
+    assert tuned.config.hidden_dropout_prob == 0.0 and tuned.config.attention_probs_dropout_prob == 0.0
