@@ -9,7 +9,7 @@ from intent_mlops.generate import generate
 
 def test_read_csv_accepts_banking77_header(tmp_path: Path) -> None:
     path = tmp_path / "b.csv"
-    path.write_text("text,category\nI am still waiting on my card?,card_arrival\nhello there,greeting\n")
+    path.write_text("text,category\nmy new card has not come yet,card_arrival\nhello there,greeting\n")
     df = read_csv(path)
     require_columns(df, path)
     assert list(df.columns) == ["text", "label"]
