@@ -29,16 +29,16 @@ def data_import(root: Path, file: Path, *, append: bool = False, push: bool = Tr
     df = data_io.read_csv(file)
     data_io.require_columns(df, file)
     incoming = data_io.canonical(df).set_axis(df.index)
+    source = str(file)
     if append and (root / versioning.DATA_FILE).exists():
+        # existing rows first, exact duplicates of them dropped; gate the result as a whole
         current = data_io.canonical(data_io.read_csv(root / versioning.DATA_FILE))
-        combined = pd.concat([current, incoming], ignore_index=True).drop_duplicates()
-        combined.index = pd.RangeIndex(2, len(combined) + 2, name="line")
-        _gated(root, combined, f"{root / versioning.DATA_FILE} + {file}")
-    else:
-        _gated(root, incoming, str(file))
-    md5 = versioning.track(root, incoming, append=append, push=push)
-    rows = len(data_io.read_csv(root / versioning.DATA_FILE))
-    print(f"{versioning.DATA_FILE}: {rows} rows, tracked as {md5}")
+        incoming = pd.concat([current, incoming], ignore_index=True).drop_duplicates()
+        incoming.index = pd.RangeIndex(2, len(incoming) + 2, name="line")
+        source = f"{root / versioning.DATA_FILE} + {file}"
+    _gated(root, incoming, source)
+    md5 = versioning.track(root, incoming, push=push)
+    print(f"{versioning.DATA_FILE}: {len(incoming)} rows, tracked as {md5}")
     print("commit the new data version:  git add data.dvc && git commit -m 'data: ...'")
     return 0
 

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -113,14 +114,11 @@ def set_tags(run_id: str, tags: dict[str, str]) -> None:
 def metric_logger(run_id: str) -> Any:
     """Callback for the training loop: per-step / per-epoch curves."""
     import mlflow
+    from mlflow.entities import Metric
 
     client = mlflow.MlflowClient()
 
     def log(metrics: dict[str, float], step: int) -> None:
-        import time
-
-        from mlflow.entities import Metric
-
         now = int(time.time() * 1000)
         client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
 

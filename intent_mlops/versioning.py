@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from intent_mlops.data import DataError, canonical, read_csv, require_columns, write_csv
+from intent_mlops.data import DataError, canonical, write_csv
 
 DATA_DIR = "data"
 DATA_FILE = "data/intents.csv"
@@ -95,19 +95,10 @@ def init_project(root: Path | str, remote_url: str) -> None:
         conf["core"]["autostage"] = True
 
 
-def track(root: Path | str, df: pd.DataFrame, *, append: bool = False, push: bool = True) -> str:
-    """Write ``df`` as the tracked data set (or append to it), ``dvc add`` and push; returns md5.
-
-    Appending keeps existing rows and drops rows whose text and label are already present.
-    """
+def track(root: Path | str, df: pd.DataFrame, *, push: bool = True) -> str:
+    """Write ``df`` as the tracked data set, ``dvc add`` and push; returns the DVC hash."""
     root = Path(root)
-    target = root / DATA_FILE
-    new = canonical(df)
-    if append and target.exists():
-        old = read_csv(target)
-        require_columns(old, target)
-        new = pd.concat([canonical(old), new], ignore_index=True).drop_duplicates(keep="first")
-    write_csv(new.reset_index(drop=True), target)
+    write_csv(canonical(df).reset_index(drop=True), root / DATA_FILE)
     repo = _repo(root)
     repo.add(str(root / DATA_DIR))
     if push:
