@@ -1,6 +1,6 @@
 """Test accuracy of the default params on real intent corpora, next to published references.
 
-For each data set: official train -> stratified 10 % dev carved from it (seed 42) -> fine-tune the
+For each data set: official train -> stratified dev carved from it (10 %, seed 42) -> fine-tune the
 packaged MiniLM with params.yaml's ``train`` section -> evaluate the best dev epoch on the official
 test split. Prints accuracy and macro-F1, training minutes, and appends a row to docs/benchmarks.md
 with the command and date when ``--record`` is given.
@@ -33,7 +33,7 @@ REFERENCES = {
 }
 
 
-def run(name: str, overrides: list[str]) -> dict[str, float | str]:
+def run(name: str, overrides: list[str], dev_ratio: float) -> dict[str, float | str]:
     from intent_mlops.config import load_config, parse_overrides
     from intent_mlops.data import read_csv, stratified_split
     from intent_mlops.training import evaluate_model_dir, train
@@ -41,7 +41,7 @@ def run(name: str, overrides: list[str]) -> dict[str, float | str]:
     cfg = load_config(REPO / "params.yaml", parse_overrides(overrides))
     train_df = read_csv(SHARED / name / "train.csv")
     test_df = read_csv(SHARED / name / "test.csv")
-    parts = stratified_split(train_df, dev_ratio=0.1, test_ratio=0.0, seed=42)
+    parts = stratified_split(train_df, dev_ratio=dev_ratio, test_ratio=0.0, seed=42)
     tr, dev = parts["train"], parts["dev"]
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
@@ -72,6 +72,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", default="banking77,hwu64")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--dev-ratio", type=float, default=0.1, help="share of train carved out as the dev set")
     p.add_argument("--record", action="store_true", help="append the results to docs/benchmarks.md")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
@@ -83,7 +84,7 @@ def main() -> int:
         if not (SHARED / name / "train.csv").exists():
             print(f"{SHARED / name} not found", file=sys.stderr)
             return 2
-        r = run(name, args.overrides + ["train.progress=false"])
+        r = run(name, args.overrides + ["train.progress=false"], args.dev_ratio)
         rows.append(r)
         refs = ", ".join(f"{n} {v:.1f}" for n, v in REFERENCES.get(name, []))
         print(

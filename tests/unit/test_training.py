@@ -100,6 +100,24 @@ def test_resume_is_exact(tiny_model_dir: Path, tmp_path: Path, splits: dict) -> 
         assert torch.allclose(pa, pb, atol=1e-6), name
 
 
+def test_freeze_layers_keeps_embeddings_and_bottom_layers_fixed(
+    tiny_model_dir: Path, tmp_path: Path, splits: dict
+) -> None:
+    result = train(_cfg(tiny_model_dir, epochs=1, freeze_layers=1), *splits["train"], *splits["dev"], tmp_path / "r")
+    base = load_model(str(tiny_model_dir))[1].state_dict()
+    tuned = load_model(str(result.model_dir))[1].state_dict()
+    fixed = [k for k in base if k.startswith(("bert.embeddings.", "bert.encoder.layer.0."))]
+    trained = [k for k in base if k.startswith("bert.encoder.layer.1.") and k.endswith("weight")]
+    assert fixed and trained
+    assert all(torch.equal(base[k], tuned[k]) for k in fixed)
+    assert all(not torch.equal(base[k], tuned[k]) for k in trained)
+
+
+def test_freeze_layers_out_of_range_names_the_field(tiny_model_dir: Path, tmp_path: Path, splits: dict) -> None:
+    with pytest.raises(ValueError, match=r"train.freeze_layers=2: the model has 2 layers"):
+        train(_cfg(tiny_model_dir, epochs=1, freeze_layers=2), *splits["train"], *splits["dev"], tmp_path / "r")
+
+
 def test_oos_is_named_out_of_scope_in_predictions() -> None:
     space = LabelSpace.from_labels(["oos", "track_order", "oos"])
     assert space.labels == ("oos", "track_order")
