@@ -62,11 +62,11 @@ class TrainConfig:
     max_length: int = _f(128, "Truncate utterances to this many tokens (no padding beyond the batch).")
     batch_size: int = _f(64, "Examples per micro-batch; an optimizer step sees batch_size x grad_accum_steps.")
     grad_accum_steps: int = _f(1, "Micro-batches accumulated per optimizer step.")
-    epochs: int = _f(8, "Maximum training epochs.")
+    epochs: int = _f(10, "Maximum training epochs.")
     learning_rate: float = _f(1.5e-4, "Peak AdamW learning rate.")
     weight_decay: float = _f(0.01, "AdamW weight decay (not applied to biases and LayerNorm).")
     warmup_ratio: float = _f(0.06, "Fraction of steps with linear warmup, then linear decay to 0.")
-    early_stopping_patience: int = _f(2, "Epochs without dev macro-F1 gain before stopping.")
+    early_stopping_patience: int = _f(3, "Epochs without dev macro-F1 gain before stopping.")
     seed: int = _f(42, "Seed for weights of the new head, dropout and batch order.")
     eval_batch_size: int = _f(128, "Examples per evaluation batch.")
     gradient_checkpointing: bool = _f(False, "Trade compute for memory (large models).")
@@ -74,7 +74,7 @@ class TrainConfig:
         True, "Keep the word-embedding matrix fixed: no 30k x hidden gradient or optimizer update per step."
     )
     freeze_layers: int = _f(
-        0,
+        1,
         "Also keep the whole embedding block and the bottom N encoder layers fixed: backward stops above them, "
         "so a step costs less (MiniLM, 6 layers: N=2 is about 25 % fewer FLOPs).",
     )

@@ -71,7 +71,8 @@ def shrunk_overrides(model_dir: Path) -> dict[str, dict[str, object]]:
             "epochs": 2,
             "batch_size": 16,
             "learning_rate": 1e-3,
-            "freeze_embeddings": False,
+            "freeze_embeddings": False,  # random embeddings have to learn
+            "freeze_layers": 0,
             "progress": False,
             "checkpoint_every_steps": 5,
             "max_length": 32,
@@ -147,7 +148,7 @@ def tiny_train_config(model: Path, **overrides: object) -> TrainConfig:
     base: dict[str, object] = dict(
         model_name_or_path=str(model), epochs=6, batch_size=8, learning_rate=5e-3, progress=False, max_length=32,
         checkpoint_every_steps=0, early_stopping_patience=5, num_threads=2,
-        freeze_embeddings=False,  # random embeddings have to learn
+        freeze_embeddings=False, freeze_layers=0,  # random embeddings have to learn
     )  # fmt: skip
     base.update(overrides)
     return TrainConfig(**base)  # type: ignore[arg-type]
