@@ -3,7 +3,7 @@
 For each data set: official train -> stratified dev carved from it (10 %, seed 42) -> fine-tune the
 packaged MiniLM with params.yaml's ``train`` section -> evaluate the best dev epoch on the official
 test split. Prints accuracy and macro-F1, training minutes, and appends a row to docs/benchmarks.md
-(date, data set, overrides) to the table in docs/benchmarks.md when ``--record`` is given.
+(date, data set, overrides) to the accuracy table of docs/benchmarks.md when ``--record`` is given.
 
     python bench/accuracy.py [--datasets banking77,hwu64] [--set train.epochs=8 ...] [--record]
 
@@ -106,8 +106,10 @@ def main() -> int:
             f"{r['best_epoch']}/{r['epochs_run']} | {r['train_minutes']:.1f} | {r['examples_per_s']:.0f} |"
             for r in rows
         ]
-        with open(REPO / "docs" / "benchmarks.md", "a") as fh:
-            fh.write("\n".join(lines) + "\n")
+        doc = REPO / "docs" / "benchmarks.md"
+        text = doc.read_text().splitlines()
+        last_row = max((i for i, line in enumerate(text) if line.startswith("| 20")), default=len(text) - 1)
+        doc.write_text("\n".join(text[: last_row + 1] + lines + text[last_row + 1 :]) + "\n")
     return 0
 
 
