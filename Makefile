@@ -60,8 +60,8 @@ mlflow-ui: $(STAMP)  ## MLflow UI on http://127.0.0.1:5000 over the embedded sto
 prefect-ui: $(STAMP)  ## Prefect UI on http://127.0.0.1:4200 (shows ephemeral runs of this PREFECT_HOME)
 	$(BIN)/prefect server start --host 127.0.0.1 --port 4200
 
-bench-throughput: $(STAMP)  ## training throughput: seed recipe vs HF Trainer vs this trainer
-	$(BIN)/python bench/train_throughput.py
+bench-throughput: $(STAMP)  ## training throughput: seed recipe vs HF Trainer vs this trainer (2 interleaved rounds)
+	$(BIN)/python bench/train_throughput.py --repeat 2
 
 bench-accuracy: $(STAMP)  ## default params on BANKING77 and HWU64 (long)
 	$(BIN)/python bench/accuracy.py
