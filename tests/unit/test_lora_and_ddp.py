@@ -52,6 +52,16 @@ def test_lora_trains_few_weights_and_exports_merged_model(tiny_model_dir: Path, 
     assert torch.equal(merged.state_dict()[emb], base.state_dict()[emb]), "non-target weights frozen"
 
 
+def test_lora_with_frozen_layers_leaves_them_untouched(tiny_model_dir: Path, tmp_path: Path) -> None:
+    cfg = _cfg(tiny_model_dir, lora_r=4, freeze_layers=1, epochs=1, learning_rate=1e-2)
+    result = _train(cfg, _splits(tmp_path), tmp_path / "run")
+    merged = load_model(str(result.model_dir))[1].state_dict()
+    base = load_model(str(tiny_model_dir))[1].state_dict()
+    q = "bert.encoder.layer.{}.attention.self.query.weight"
+    assert torch.equal(merged[q.format(0)], base[q.format(0)]), "adapters in a frozen layer stay at zero"
+    assert not torch.allclose(merged[q.format(1)], base[q.format(1)])
+
+
 def test_merged_lora_model_serves_without_peft(tiny_model_dir: Path, tmp_path: Path) -> None:
     result = _train(_cfg(tiny_model_dir, lora_r=4, epochs=1), _splits(tmp_path), tmp_path / "run")
     script = (
