@@ -66,7 +66,7 @@ def keep_freed_memory() -> bool:
     Each step allocates tens of MB of activations whose shapes change with the batch length; by
     default glibc serves them with fresh ``mmap`` pages and unmaps them on free, so every step pays
     page faults again. Raising the mmap and trim thresholds keeps the pages in the heap for reuse
-    (about 10 % more examples/s on CPU, measured with bench/train_throughput.py). No-op off glibc.
+    (up to ~10 % more examples/s once warm, in a stripped loop; see docs/benchmarks.md). No-op off glibc.
     """
     import ctypes
 
