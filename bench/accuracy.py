@@ -2,8 +2,8 @@
 
 For each data set: official train -> stratified dev carved from it (10 %, seed 42) -> fine-tune the
 packaged MiniLM with params.yaml's ``train`` section -> evaluate the best dev epoch on the official
-test split. Prints accuracy and macro-F1, training minutes, and appends a row to docs/benchmarks.md
-(date, data set, overrides) to the accuracy table of docs/benchmarks.md when ``--record`` is given.
+test split. Prints accuracy and macro-F1 and training minutes; ``--record`` adds a row per data set
+(date, data set, overrides, figures) to the accuracy table of docs/benchmarks.md.
 
     python bench/accuracy.py [--datasets banking77,hwu64] [--set train.epochs=8 ...] [--record]
 
@@ -73,7 +73,7 @@ def main() -> int:
     p.add_argument("--datasets", default="banking77,hwu64")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--dev-ratio", type=float, default=0.1, help="share of train carved out as the dev set")
-    p.add_argument("--record", action="store_true", help="append the results to docs/benchmarks.md")
+    p.add_argument("--record", action="store_true", help="add the results to the accuracy table of docs/benchmarks.md")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     from intent_mlops.environment import apply_defaults
