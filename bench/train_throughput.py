@@ -11,12 +11,15 @@ layer that is trained (c freezes the bottom ``train.freeze_layers``, so it does 
 example; GFLOP/s and % of ceiling count only the FLOPs each variant really performs). The matmul
 ceiling is measured here too (fp32 on CPU, bf16 on CUDA), so the % column is hardware-relative.
 
-    python bench/train_throughput.py [--examples 2048] [--variants a,b,c] [--repeat 1] [--set train.KEY=VALUE ...]
+    python bench/train_throughput.py [--examples 2048] [--epochs 1] [--variants a,b,c] [--repeat 1]
+                                     [--set train.KEY=VALUE ...]
 
 The machines are noisy: ``--repeat 2`` runs the variants in interleaved rounds and keeps each one's
 fastest round, so a slow spell hurts every variant alike.
 
-``--set`` overrides params.yaml for (c) only, e.g. to measure an option side by side.
+``--set`` overrides params.yaml for (c) only, e.g. to measure an option side by side. ``--epochs``
+trains every variant that many epochs over the same rows: on a GPU the first epoch is mostly
+one-time cost (lazy kernel loading, a first step per new shape), so steady state needs a few.
 
 Data: BANKING77 (Casanueva et al., 2020, CC BY 4.0) from ../shared/datasets.
 """
@@ -95,7 +98,7 @@ def train_flops(lengths: list[int], hidden: int, layers: int, frozen: int = 0) -
 
 
 # --------------------------------------------------------------------------- variants (subprocess)
-def run_a(texts: list[str], labels: list[str]) -> dict[str, Any]:
+def run_a(texts: list[str], labels: list[str], epochs: int) -> dict[str, Any]:
     import torch
     from transformers import get_linear_schedule_with_warmup
 
@@ -109,24 +112,26 @@ def run_a(texts: list[str], labels: list[str]) -> dict[str, Any]:
     enc = tok(texts, padding="max_length", truncation=True, max_length=128, return_tensors="pt")
     y = torch.tensor(space.encode(labels))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=False)
-    steps = math.ceil(len(texts) / 16)
+    steps = math.ceil(len(texts) / 16) * epochs
     sched = get_linear_schedule_with_warmup(opt, int(0.06 * steps), steps)
-    order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(0)
     t = time.perf_counter()
-    for i in range(0, len(texts), 16):
-        idx = order[i : i + 16]
-        out = model(input_ids=enc["input_ids"][idx].to(dev), attention_mask=enc["attention_mask"][idx].to(dev),
-                    labels=y[idx].to(dev))  # fmt: skip
-        out.loss.backward()
-        opt.step()
-        sched.step()
-        opt.zero_grad()
+    for _ in range(epochs):
+        order = torch.randperm(len(texts), generator=gen)
+        for i in range(0, len(texts), 16):
+            idx = order[i : i + 16]
+            out = model(input_ids=enc["input_ids"][idx].to(dev), attention_mask=enc["attention_mask"][idx].to(dev),
+                        labels=y[idx].to(dev))  # fmt: skip
+            out.loss.backward()
+            opt.step()
+            sched.step()
+            opt.zero_grad()
     if dev.type == "cuda":
         torch.cuda.synchronize()
     return {"seconds": time.perf_counter() - t, "padded_tokens": int(enc["input_ids"].numel())}
 
 
-def run_b(texts: list[str], labels: list[str]) -> dict[str, Any]:
+def run_b(texts: list[str], labels: list[str], epochs: int) -> dict[str, Any]:
     import torch
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
@@ -141,7 +146,7 @@ def run_b(texts: list[str], labels: list[str]) -> dict[str, Any]:
     cuda = torch.cuda.is_available()
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainingArguments(
-            output_dir=tmp, per_device_train_batch_size=32, num_train_epochs=1, learning_rate=1e-4,
+            output_dir=tmp, per_device_train_batch_size=32, num_train_epochs=epochs, learning_rate=1e-4,
             warmup_steps=0.06, weight_decay=0.01, train_sampling_strategy="group_by_length",
             save_strategy="no", eval_strategy="no", logging_strategy="no", report_to=[], disable_tqdm=True,
             use_cpu=not cuda, bf16=cuda, dataloader_num_workers=0, seed=0,
@@ -155,20 +160,24 @@ def run_b(texts: list[str], labels: list[str]) -> dict[str, Any]:
     return {"seconds": seconds, "optimizer": type(trainer.optimizer.optimizer).__name__}
 
 
-def run_c(texts: list[str], labels: list[str], overrides: list[str]) -> dict[str, Any]:
+def run_c(texts: list[str], labels: list[str], epochs: int, overrides: list[str]) -> dict[str, Any]:
     from intent_mlops.config import load_config, parse_overrides
     from intent_mlops.training import train
 
-    fixed = ["train.epochs=1", "train.progress=false", "train.checkpoint_every_steps=0"]
+    fixed = [f"train.epochs={epochs}", f"train.early_stopping_patience={epochs}", "train.progress=false",
+             "train.checkpoint_every_steps=0"]  # fmt: skip
     cfg = load_config(REPO / "params.yaml", parse_overrides(overrides + fixed))
     with tempfile.TemporaryDirectory() as tmp:
         result = train(cfg.train, texts, labels, texts[:64], labels[:64], Path(tmp) / "run")
     return {"seconds": result.train_seconds, "frozen_layers": cfg.train.freeze_layers}
 
 
-def worker(variant: str, n: int, out: Path, overrides: list[str]) -> None:
+def worker(variant: str, n: int, epochs: int, out: Path, overrides: list[str]) -> None:
     texts, labels = _examples(n)
-    info = run_c(texts, labels, overrides) if variant == "c" else {"a": run_a, "b": run_b}[variant](texts, labels)
+    if variant == "c":
+        info = run_c(texts, labels, epochs, overrides)
+    else:
+        info = {"a": run_a, "b": run_b}[variant](texts, labels, epochs)
     info["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out.write_text(json.dumps(info))
 
@@ -177,6 +186,7 @@ def worker(variant: str, n: int, out: Path, overrides: list[str]) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--examples", type=int, default=2048)
+    p.add_argument("--epochs", type=int, default=1, help="epochs each variant trains over the rows")
     p.add_argument("--variants", default="a,b,c")
     p.add_argument("--repeat", type=int, default=1,
                    help="rounds of a,b,c (interleaved); each variant reports its fastest round")  # fmt: skip
@@ -190,7 +200,7 @@ def main() -> int:
 
     apply_defaults(REPO)
     if args.worker:
-        worker(args.worker, args.examples, args.out, args.overrides)
+        worker(args.worker, args.examples, args.epochs, args.out, args.overrides)
         return 0
     if not DATA.exists():
         print(f"{DATA} not found (../shared/datasets beside the clone)", file=sys.stderr)
@@ -211,20 +221,21 @@ def main() -> int:
         for v in args.variants.split(","):
             with tempfile.TemporaryDirectory() as tmp:
                 out = Path(tmp) / "r.json"
-                cmd = [sys.executable, __file__, "--worker", v, "--examples", str(args.examples), "--out", str(out)]
+                cmd = [sys.executable, __file__, "--worker", v, "--examples", str(args.examples), "--out", str(out),
+                       "--epochs", str(args.epochs)]  # fmt: skip
                 cmd += [f"--set={o}" for o in args.overrides]
                 subprocess.run(cmd, check=True, env={**os.environ, "TQDM_DISABLE": "1"})
                 r = json.loads(out.read_text())
-            print(f"  round {rep + 1}, {v}: {len(texts) / r['seconds']:.1f} examples/s", flush=True)
+            print(f"  round {rep + 1}, {v}: {len(texts) * args.epochs / r['seconds']:.1f} examples/s", flush=True)
             if v not in rows or r["seconds"] < rows[v]["seconds"]:
                 rows[v] = r
     for r in rows.values():
         s = r["seconds"]
-        flops = train_flops(lengths, hidden, layers, r.get("frozen_layers", 0))
+        flops = train_flops(lengths, hidden, layers, r.get("frozen_layers", 0)) * args.epochs
         r.update(
-            gflop_per_example=flops / len(texts) / 1e9,
-            examples_per_s=len(texts) / s,
-            useful_tokens_per_s=sum(lengths) / s,
+            gflop_per_example=flops / len(texts) / args.epochs / 1e9,
+            examples_per_s=len(texts) * args.epochs / s,
+            useful_tokens_per_s=sum(lengths) * args.epochs / s,
             gflops=flops / s / 1e9,
         )
         r["pct_ceiling"] = 100 * r["gflops"] / ceiling
@@ -233,8 +244,8 @@ def main() -> int:
     scale = 1e-3 if dev.type == "cuda" else 1.0
     print()
     mean_len = sum(lengths) / len(lengths)
-    print(f"device: {dev.type}, threads: {os.cpu_count()}, examples: {len(texts)} BANKING77 rows, "
-          f"mean {mean_len:.1f} tokens")  # fmt: skip
+    print(f"device: {dev.type}, threads: {os.cpu_count()}, examples: {len(texts)} BANKING77 rows x {args.epochs} "
+          f"epoch(s), mean {mean_len:.1f} tokens")  # fmt: skip
     dtype = "bf16" if dev.type == "cuda" else "fp32"
     print(f"measured matmul ceiling ({dtype}): {ceiling * scale:.1f} {unit}")
     print()
@@ -249,7 +260,8 @@ def main() -> int:
         if num in rows and den in rows:
             print(f"{num}/{den} = {rows[num]['examples_per_s'] / rows[den]['examples_per_s']:.2f}")
     if args.json:
-        args.json.write_text(json.dumps({"ceiling": ceiling, "device": dev.type, "rows": rows}, indent=2))
+        result = {"ceiling": ceiling, "device": dev.type, "epochs": args.epochs, "rows": rows}
+        args.json.write_text(json.dumps(result, indent=2))
     return 0
 
 

@@ -79,6 +79,12 @@ class TrainConfig:
         "so a step costs less (MiniLM, 6 layers: N=2 is about 25 % fewer FLOPs).",
     )
     dropout: float = _f(0.1, "Dropout of the encoder (hidden and attention) and the classifier head.")
+    head_lr_multiplier: float = _f(
+        1.0, "Learning rate of the new classification head relative to learning_rate (it starts from random)."
+    )
+    layer_lr_decay: float = _f(
+        1.0, "Layer-wise LR decay: encoder layer i from the top trains at learning_rate x decay^i (1: flat)."
+    )
     max_grad_norm: float = _f(1.0, "Clip the global gradient norm to this; 0 disables clipping.")
     label_smoothing: float = _f(0.0, "Cross-entropy label smoothing (robustness to noisy labels).")
     num_threads: int = _f(0, "CPU threads for torch; 0 uses every core.")
@@ -240,6 +246,8 @@ def _check(cfg: Config) -> None:
     t = cfg.train
     if t.batch_size < 1 or t.grad_accum_steps < 1 or t.epochs < 1:
         raise ConfigError("train: batch_size, grad_accum_steps and epochs must be >= 1")
+    if t.head_lr_multiplier <= 0 or not 0 < t.layer_lr_decay <= 1:
+        raise ConfigError("train: head_lr_multiplier must be > 0 and layer_lr_decay in (0, 1]")
     if t.lora_r < 0 or t.num_processes < 1:
         raise ConfigError("train: lora_r must be >= 0 and num_processes >= 1")
     if t.device not in {"auto", "cpu", "cuda"}:

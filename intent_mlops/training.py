@@ -179,7 +179,10 @@ def load_model(path: str, labels: LabelSpace | None = None, dropout: float | Non
     """Tokenizer + sequence classifier from a local folder (never remote code).
 
     ``labels`` sizes a new classification head; ``dropout`` overrides every dropout field the
-    model's config has (BERT, DistilBERT, RoBERTa name them differently).
+    model's config has (BERT, DistilBERT, RoBERTa name them differently). Weights load as fp32
+    whatever the checkpoint stores: transformers 5 defaults to the stored dtype, and training
+    fp16/bf16 parameters directly loses the optimizer's small updates (CUDA gets bf16 through
+    autocast instead).
     """
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
@@ -193,7 +196,7 @@ def load_model(path: str, labels: LabelSpace | None = None, dropout: float | Non
         for name in DROPOUT_FIELDS:
             if hasattr(config, name):
                 setattr(config, name, dropout)
-    model = AutoModelForSequenceClassification.from_pretrained(path, config=config)
+    model = AutoModelForSequenceClassification.from_pretrained(path, config=config, dtype=torch.float32)
     return tokenizer, model
 
 
@@ -251,19 +254,35 @@ class _State:
     examples_seen: int = 0
 
 
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    decay: list[torch.nn.Parameter] = []
-    no_decay: list[torch.nn.Parameter] = []
+def _lr_scale(model: Any, cfg: TrainConfig) -> dict[int, float]:
+    """Per-parameter LR factor: head x ``head_lr_multiplier``, encoder layer i from the top x decay^i,
+    embeddings x decay^layers; anything else in the encoder (BERT's pooler) trains at 1."""
+    embeddings, layers = encoder_blocks(model)
+    in_encoder = {id(p) for p in _encoder(model).parameters()}
+    scale = {id(p): cfg.head_lr_multiplier for p in model.parameters() if id(p) not in in_encoder}
+    scale.update(dict.fromkeys(in_encoder, 1.0))
+    for depth, block in enumerate([*reversed(layers), embeddings]):
+        scale.update({id(p): cfg.layer_lr_decay**depth for p in block.parameters()})
+    return scale
+
+
+def _param_groups(model: Any, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """One group per (LR factor, decay or not): weight decay skips biases and LayerNorm."""
+    scale = _lr_scale(model, cfg)
+    groups: dict[tuple[float, bool], list[torch.nn.Parameter]] = {}
     for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if p.requires_grad:
+            no_decay = p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name
+            groups.setdefault((scale[id(p)], no_decay), []).append(p)
+    return [
+        {"params": ps, "lr": cfg.learning_rate * f, "lr_scale": f, "weight_decay": 0.0 if nd else cfg.weight_decay}
+        for (f, nd), ps in sorted(groups.items())
+    ]
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
     """Fused AdamW (one kernel per step) where the device supports it, else foreach."""
-    groups = _param_groups(model, cfg.weight_decay)
+    groups = _param_groups(model, cfg)
     try:
         return torch.optim.AdamW(groups, lr=cfg.learning_rate, fused=True)
     except (RuntimeError, TypeError):
@@ -362,10 +381,14 @@ def _init_distributed(device: torch.device) -> tuple[_Dist, torch.device]:
     return _Dist(torch.distributed.get_rank(), world, local), device
 
 
+def _encoder(model: Any) -> Any:
+    """The pretrained encoder under the task head (through a peft wrapper too)."""
+    return (model.get_base_model() if hasattr(model, "get_base_model") else model).base_model
+
+
 def encoder_blocks(model: Any) -> tuple[torch.nn.Module, list[torch.nn.Module]]:
     """The embedding block and the encoder layers, bottom first (BERT, RoBERTa, DistilBERT, ELECTRA)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    base = base.base_model
+    base = _encoder(model)
     for stack in ("encoder", "transformer"):
         layers = getattr(getattr(base, stack, None), "layer", None)
         if isinstance(layers, torch.nn.ModuleList):
@@ -517,7 +540,7 @@ def train(
         ordered = length_grouped_batches(lengths, cfg.batch_size, cfg.seed, state.epoch)
         batches = ordered[dist.rank : micro_per_epoch * dist.world : dist.world]
         t0 = time.perf_counter()
-        running, seen_in_window = 0.0, 0
+        running, seen_in_window = torch.zeros((), device=device), 0  # a tensor: no GPU sync per step
         for b in range(state.batch_in_epoch, len(batches)):
             idx = batches[b]
             batch = collate([train_rows[i] for i in idx], pad_id)
@@ -530,7 +553,7 @@ def train(
                 / cfg.grad_accum_steps
             )
             loss.backward()
-            running += loss.detach().item() * cfg.grad_accum_steps
+            running += loss.detach() * cfg.grad_accum_steps
             seen_in_window += 1
             state.examples_seen += len(idx) * dist.world
             state.batch_in_epoch = b + 1
@@ -545,11 +568,13 @@ def train(
             state.global_step += 1
             bar.update(1)
             if state.global_step % 10 == 0 or last:
-                avg = running / max(seen_in_window, 1)
+                avg = running.item() / max(seen_in_window, 1)
                 bar.set_postfix(loss=f"{avg:.4f}", epoch=state.epoch)
                 if log_metrics and dist.main:
-                    log_metrics({"train_loss": avg, "learning_rate": sched.get_last_lr()[0]}, state.global_step)
-                running, seen_in_window = 0.0, 0
+                    group = opt.param_groups[0]
+                    lr = group["lr"] / group.get("lr_scale", 1.0)  # the base rate, whatever the group
+                    log_metrics({"train_loss": avg, "learning_rate": lr}, state.global_step)
+                running, seen_in_window = torch.zeros((), device=device), 0
             if cfg.checkpoint_every_steps and state.global_step % cfg.checkpoint_every_steps == 0 and not last:
                 state.train_seconds += time.perf_counter() - t0
                 t0 = time.perf_counter()
@@ -559,6 +584,8 @@ def train(
                 state.train_seconds += time.perf_counter() - t0
                 checkpoint()
                 raise TrainingInterrupted(state.global_step)
+        if device.type == "cuda":
+            torch.cuda.synchronize()  # CUDA queues work: count it in this epoch's training time
         state.train_seconds += time.perf_counter() - t0
         dev = evaluate_ids(model, dev_ids, y_dev, labels, pad_id, cfg.eval_batch_size, device)
         entry = {"epoch": float(state.epoch + 1), "step": float(state.global_step), **dev.metrics("dev")}

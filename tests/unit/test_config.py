@@ -26,6 +26,7 @@ def test_overrides_are_typed() -> None:
         (["train.progress=maybe"], "expected true/false"),
         (["epochs"], "section.key=value"),
         (["train.device=tpu"], "train.device"),
+        (["train.layer_lr_decay=1.5"], "layer_lr_decay"),
     ],
 )
 def test_bad_overrides_name_the_field(override: list[str], message: str) -> None:

@@ -13,8 +13,10 @@ from intent_mlops.training import (
     TrainingInterrupted,
     collate,
     evaluate_model_dir,
+    freeze_bottom,
     length_grouped_batches,
     load_model,
+    make_optimizer,
     predict,
     tokenize,
     train,
@@ -134,3 +136,30 @@ def test_freeze_embeddings_dropout_and_clipping_options(tiny_model_dir: Path, tm
     q = "bert.encoder.layer.0.attention.self.query.weight"
     assert not torch.equal(base.state_dict()[q], tuned.state_dict()[q])
     assert tuned.config.hidden_dropout_prob == 0.0 and tuned.config.attention_probs_dropout_prob == 0.0
+
+
+def test_half_precision_checkpoint_loads_as_fp32(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Hub checkpoints often store fp16/bf16; training must still keep fp32 master weights."""
+    tokenizer, model = load_model(str(tiny_model_dir))
+    model.to(torch.bfloat16).save_pretrained(tmp_path / "bf16")
+    tokenizer.save_pretrained(tmp_path / "bf16")
+    _, reloaded = load_model(str(tmp_path / "bf16"))
+    assert {p.dtype for p in reloaded.parameters()} == {torch.float32}
+
+
+def test_layer_lr_decay_and_head_multiplier_set_group_rates(tiny_model_dir: Path) -> None:
+    cfg = _cfg(tiny_model_dir, learning_rate=1e-3, layer_lr_decay=0.5, head_lr_multiplier=10.0, freeze_layers=1)
+    _, model = load_model(str(tiny_model_dir), LabelSpace.from_labels(["a", "b"]))
+    freeze_bottom(model, 1)
+    lr_of = {id(p): g["lr"] for g in make_optimizer(model, cfg, torch.device("cpu")).param_groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert lr_of[id(named["classifier.weight"])] == pytest.approx(1e-2)
+    assert lr_of[id(named["bert.pooler.dense.weight"])] == pytest.approx(1e-3)
+    assert lr_of[id(named["bert.encoder.layer.1.output.dense.weight"])] == pytest.approx(1e-3)  # top layer
+    assert id(named["bert.encoder.layer.0.output.dense.weight"]) not in lr_of  # frozen: not optimised
+    cfg = _cfg(tiny_model_dir, learning_rate=1e-3, layer_lr_decay=0.5)
+    _, model = load_model(str(tiny_model_dir), LabelSpace.from_labels(["a", "b"]))
+    lr_of = {id(p): g["lr"] for g in make_optimizer(model, cfg, torch.device("cpu")).param_groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert lr_of[id(named["bert.encoder.layer.0.output.dense.weight"])] == pytest.approx(5e-4)
+    assert lr_of[id(named["bert.embeddings.word_embeddings.weight"])] == pytest.approx(2.5e-4)
