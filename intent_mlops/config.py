@@ -63,7 +63,7 @@ class TrainConfig:
     batch_size: int = _f(64, "Examples per micro-batch; an optimizer step sees batch_size x grad_accum_steps.")
     grad_accum_steps: int = _f(1, "Micro-batches accumulated per optimizer step.")
     epochs: int = _f(10, "Maximum training epochs.")
-    learning_rate: float = _f(1.5e-4, "Peak AdamW learning rate.")
+    learning_rate: float = _f(2e-4, "Peak AdamW learning rate (of the top encoder layer and the pooler).")
     weight_decay: float = _f(0.01, "AdamW weight decay (not applied to biases and LayerNorm).")
     warmup_ratio: float = _f(0.06, "Fraction of steps with linear warmup, then linear decay to 0.")
     early_stopping_patience: int = _f(3, "Epochs without dev macro-F1 gain before stopping.")
@@ -83,7 +83,7 @@ class TrainConfig:
         1.0, "Learning rate of the new classification head relative to learning_rate (it starts from random)."
     )
     layer_lr_decay: float = _f(
-        1.0, "Layer-wise LR decay: encoder layer i from the top trains at learning_rate x decay^i (1: flat)."
+        0.8, "Layer-wise LR decay: encoder layer i from the top trains at learning_rate x decay^i (1: flat)."
     )
     max_grad_norm: float = _f(1.0, "Clip the global gradient norm to this; 0 disables clipping.")
     label_smoothing: float = _f(0.0, "Cross-entropy label smoothing (robustness to noisy labels).")
