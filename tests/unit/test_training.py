@@ -148,18 +148,19 @@ def test_half_precision_checkpoint_loads_as_fp32(tiny_model_dir: Path, tmp_path:
 
 
 def test_layer_lr_decay_and_head_multiplier_set_group_rates(tiny_model_dir: Path) -> None:
-    cfg = _cfg(tiny_model_dir, learning_rate=1e-3, layer_lr_decay=0.5, head_lr_multiplier=10.0, freeze_layers=1)
-    _, model = load_model(str(tiny_model_dir), LabelSpace.from_labels(["a", "b"]))
-    freeze_bottom(model, 1)
-    lr_of = {id(p): g["lr"] for g in make_optimizer(model, cfg, torch.device("cpu")).param_groups for p in g["params"]}
-    named = dict(model.named_parameters())
-    assert lr_of[id(named["classifier.weight"])] == pytest.approx(1e-2)
-    assert lr_of[id(named["bert.pooler.dense.weight"])] == pytest.approx(1e-3)
-    assert lr_of[id(named["bert.encoder.layer.1.output.dense.weight"])] == pytest.approx(1e-3)  # top layer
-    assert id(named["bert.encoder.layer.0.output.dense.weight"]) not in lr_of  # frozen: not optimised
-    cfg = _cfg(tiny_model_dir, learning_rate=1e-3, layer_lr_decay=0.5)
-    _, model = load_model(str(tiny_model_dir), LabelSpace.from_labels(["a", "b"]))
-    lr_of = {id(p): g["lr"] for g in make_optimizer(model, cfg, torch.device("cpu")).param_groups for p in g["params"]}
-    named = dict(model.named_parameters())
-    assert lr_of[id(named["bert.encoder.layer.0.output.dense.weight"])] == pytest.approx(5e-4)
-    assert lr_of[id(named["bert.embeddings.word_embeddings.weight"])] == pytest.approx(2.5e-4)
+    def rates(frozen: int, **overrides: float) -> dict[str, float]:
+        _, model = load_model(str(tiny_model_dir), LabelSpace.from_labels(["a", "b"]))
+        if frozen:  # freeze_bottom(model, 0) would still fix the embedding block
+            freeze_bottom(model, frozen)
+        opt = make_optimizer(model, _cfg(tiny_model_dir, learning_rate=1e-3, **overrides), torch.device("cpu"))
+        lr_of = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+        return {name: lr_of[id(p)] for name, p in model.named_parameters() if id(p) in lr_of}
+
+    lrs = rates(1, layer_lr_decay=0.5, head_lr_multiplier=10.0)
+    assert lrs["classifier.weight"] == pytest.approx(1e-2)
+    assert lrs["bert.pooler.dense.weight"] == pytest.approx(1e-3)
+    assert lrs["bert.encoder.layer.1.output.dense.weight"] == pytest.approx(1e-3)  # top layer
+    assert "bert.encoder.layer.0.output.dense.weight" not in lrs  # frozen: not optimised
+    lrs = rates(0, layer_lr_decay=0.5)
+    assert lrs["bert.encoder.layer.0.output.dense.weight"] == pytest.approx(5e-4)
+    assert lrs["bert.embeddings.word_embeddings.weight"] == pytest.approx(2.5e-4)
