@@ -1,5 +1,6 @@
-"""Fine-tuning loop: length-grouped dynamic padding, fused AdamW, warmup + linear decay,
-per-epoch dev evaluation with early stopping on macro-F1, and crash-safe resumable checkpoints.
+"""Fine-tuning loop: length-grouped dynamic padding (outlier batches split into micro-batches on
+CPU), fused AdamW, warmup + linear decay, per-epoch dev evaluation with early stopping on
+macro-F1, and crash-safe resumable checkpoints.
 
 Why a plain loop and not ``transformers.Trainer``: on CPU the loop spends its time in the model,
 not in framework overhead, and it resumes exactly (same batch order, same RNG) from a checkpoint
@@ -9,6 +10,7 @@ with ``weights_only=True``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -24,13 +26,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from intent_mlops.batching import collate, length_grouped_batches, split_padding
 from intent_mlops.config import DEFAULT_MODEL, TrainConfig
+from intent_mlops.dropout import use_fast_dropout
 from intent_mlops.evaluation import Report, report
 
 OOS_DATA, OOS_PREDICTED = "oos", "out_of_scope"
 CHECKPOINT, BEST = "checkpoint", "best"
 STATE_FILE = "trainer_state.pt"
 MetricsLogger = Callable[[dict[str, float], int], None]
+# On CPU one more forward + backward pass costs about as much as this many padded token slots
+# (fixed per-pass work, smaller matmuls), so a batch is split only where that saves more padding
+# (docs/benchmarks.md). On CUDA a pass costs far more than padding: batches stay whole there.
+CPU_PASS_COST_TOKENS = 256
 
 
 def resolve_model_path(name: str) -> str:
@@ -135,39 +143,6 @@ def tokenize(texts: Sequence[str], tokenizer: Any, max_length: int, cache_dir: P
         )
         tmp.replace(path)
     return ids
-
-
-def length_grouped_batches(
-    lengths: Sequence[int], batch_size: int, seed: int, epoch: int, group_factor: int = 50
-) -> list[list[int]]:
-    """Shuffle, sort within groups of ``group_factor`` batches by length, shuffle batch order.
-
-    Batches hold similar lengths (little padding) yet the order stays random; the result depends
-    only on (seed, epoch), so a resumed run replays exactly the same batches.
-    """
-    rng = np.random.default_rng([seed, epoch])
-    order = rng.permutation(len(lengths))
-    group = batch_size * group_factor
-    batches: list[list[int]] = []
-    for start in range(0, len(order), group):
-        chunk = sorted(order[start : start + group].tolist(), key=lambda i: -lengths[i])
-        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
-    perm = rng.permutation(len(batches))
-    return [batches[i] for i in perm]
-
-
-def collate(
-    ids: Sequence[Sequence[int] | torch.Tensor], pad_id: int, labels: Sequence[int] | None = None
-) -> dict[str, torch.Tensor]:
-    """Pad to the longest sequence of this batch only (dynamic padding)."""
-    rows = [x if isinstance(x, torch.Tensor) else torch.tensor(x, dtype=torch.long) for x in ids]
-    input_ids = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=pad_id)
-    lengths = torch.tensor([len(x) for x in rows])
-    mask = (torch.arange(input_ids.shape[1])[None, :] < lengths[:, None]).long()
-    batch = {"input_ids": input_ids, "attention_mask": mask}
-    if labels is not None:
-        batch["labels"] = torch.tensor(labels, dtype=torch.long)
-    return batch
 
 
 # ---------------------------------------------------------------- model
@@ -500,6 +475,8 @@ def train(
         model = _add_lora(model, cfg)
     if cfg.freeze_layers:
         freeze_bottom(model, cfg.freeze_layers)
+    if device.type == "cpu":
+        use_fast_dropout(model)
     model.to(device)
     net = model
     if dist.world > 1:
@@ -522,6 +499,7 @@ def train(
     state = _load_checkpoint(out, model, opt, sched) or _State()
     resumed_from = state.global_step
     use_bf16 = device.type == "cuda"
+    pass_cost = CPU_PASS_COST_TOKENS if device.type == "cpu" else 0
 
     def checkpoint() -> None:
         if dist.main:
@@ -543,22 +521,28 @@ def train(
         running, seen_in_window = torch.zeros((), device=device), 0  # a tensor: no GPU sync per step
         for b in range(state.batch_in_epoch, len(batches)):
             idx = batches[b]
-            batch = collate([train_rows[i] for i in idx], pad_id)
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            target = torch.tensor([y_train[i] for i in idx], device=device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                logits = net(**batch).logits
-            loss = (
-                torch.nn.functional.cross_entropy(logits.float(), target, label_smoothing=cfg.label_smoothing)
-                / cfg.grad_accum_steps
-            )
-            loss.backward()
-            running += loss.detach() * cfg.grad_accum_steps
+            last = b + 1 == len(batches)
+            boundary = (b + 1) % cfg.grad_accum_steps == 0 or last  # an optimizer step follows
+            parts = split_padding([lengths[i] for i in idx], pass_cost) if pass_cost else [list(range(len(idx)))]
+            for k, part in enumerate(parts):
+                rows = [idx[i] for i in part]
+                batch = collate([train_rows[i] for i in rows], pad_id)
+                batch = {key: v.to(device, non_blocking=True) for key, v in batch.items()}
+                target = torch.tensor([y_train[i] for i in rows], device=device)
+                # DDP averages gradients once per optimizer step, whatever each rank's number of passes
+                sync = dist.world == 1 or (boundary and k + 1 == len(parts))
+                with contextlib.nullcontext() if sync else net.no_sync():
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                        logits = net(**batch).logits
+                    loss = torch.nn.functional.cross_entropy(
+                        logits.float(), target, label_smoothing=cfg.label_smoothing, reduction="sum"
+                    ) / (len(idx) * cfg.grad_accum_steps)  # the whole batch's mean, split or not
+                    loss.backward()
+                running += loss.detach() * cfg.grad_accum_steps
             seen_in_window += 1
             state.examples_seen += len(idx) * dist.world
             state.batch_in_epoch = b + 1
-            last = b + 1 == len(batches)
-            if (b + 1) % cfg.grad_accum_steps and not last:
+            if not boundary:
                 continue
             if cfg.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm, foreach=True)

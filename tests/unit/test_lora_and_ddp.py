@@ -80,7 +80,11 @@ def _digest(model_dir: Path) -> str:
 
 @pytest.mark.slow
 def test_two_ranks_gloo_agree(tiny_model_dir: Path, tmp_path: Path) -> None:
-    """torchrun with 2 CPU processes: DDP keeps both ranks' weights identical, each sees half the batches."""
+    """torchrun with 2 CPU processes: DDP keeps both ranks' weights identical, each sees half the batches.
+
+    Every batch is cut wherever its lengths differ, so the ranks make different numbers of passes
+    per step: gradients must still be averaged once per step, not once per pass (else a hang).
+    """
     splits = _splits(tmp_path)
     cfg = Config()
     cfg.train = _cfg(tiny_model_dir, epochs=2)
@@ -91,6 +95,8 @@ def test_two_ranks_gloo_agree(tiny_model_dir: Path, tmp_path: Path) -> None:
         "from intent_mlops.config import config_from_dict\n"
         "from intent_mlops.fit import fit\n"
         "import torch\n"
+        "import intent_mlops.training\n"
+        "intent_mlops.training.CPU_PASS_COST_TOKENS = 1\n"
         "cfg = config_from_dict(json.loads(Path(sys.argv[1]).read_text()))\n"
         "out = Path(sys.argv[3])\n"
         "r = fit(cfg, Path(sys.argv[2]), out, None, None)\n"

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from intent_mlops.training import (
     LabelSpace,
     TrainingInterrupted,
-    collate,
     evaluate_model_dir,
     freeze_bottom,
-    length_grouped_batches,
     load_model,
     make_optimizer,
     predict,
@@ -30,24 +27,6 @@ def splits() -> dict[str, tuple[list[str], list[str]]]:
 
 
 _cfg = tiny_train_config
-
-
-def test_length_grouped_batches_cover_everything_once() -> None:
-    lengths = list(np.random.default_rng(0).integers(3, 40, 1000))
-    batches = length_grouped_batches(lengths, 32, seed=1, epoch=0)
-    flat = sorted(i for b in batches for i in b)
-    assert flat == list(range(1000))
-    assert batches == length_grouped_batches(lengths, 32, seed=1, epoch=0)
-    assert batches != length_grouped_batches(lengths, 32, seed=1, epoch=1)
-    waste = sum(len(b) * max(lengths[i] for i in b) - sum(lengths[i] for i in b) for b in batches)
-    assert waste / sum(lengths) < 0.1, "length grouping leaves little padding"
-
-
-def test_collate_pads_to_the_longest() -> None:
-    batch = collate([[1, 2, 3], [4]], pad_id=0, labels=[1, 0])
-    assert batch["input_ids"].tolist() == [[1, 2, 3], [4, 0, 0]]
-    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
-    assert batch["labels"].tolist() == [1, 0]
 
 
 def test_tokenize_cache_round_trip(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -164,3 +143,33 @@ def test_layer_lr_decay_and_head_multiplier_set_group_rates(tiny_model_dir: Path
     lrs = rates(0, layer_lr_decay=0.5)
     assert lrs["bert.encoder.layer.0.output.dense.weight"] == pytest.approx(5e-4)
     assert lrs["bert.embeddings.word_embeddings.weight"] == pytest.approx(2.5e-4)
+
+
+def test_padding_splits_leave_the_optimizer_step_unchanged(
+    tiny_model_dir: Path, tmp_path: Path, splits: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cutting batches into micro-batches (here wherever lengths differ) gives the same weights."""
+    from intent_mlops import training
+
+    cfg = _cfg(tiny_model_dir, epochs=1, dropout=0.0)
+    texts, labels = splits["train"]
+    texts = [t * (1 + i % 5) for i, t in enumerate(texts)]  # lengths that differ within a batch
+    monkeypatch.setattr(training, "CPU_PASS_COST_TOKENS", 0)  # 0: batches stay whole
+    whole = train(cfg, texts, labels, *splits["dev"], tmp_path / "whole")
+    calls: list[int] = []
+    real_split = training.split_padding
+
+    def spy(lengths: list[int], cost: int) -> list[list[int]]:
+        parts = real_split(lengths, cost)
+        calls.append(len(parts))
+        return parts
+
+    monkeypatch.setattr(training, "CPU_PASS_COST_TOKENS", 1)
+    monkeypatch.setattr(training, "split_padding", spy)
+    split = train(cfg, texts, labels, *splits["dev"], tmp_path / "split")
+    assert max(calls) > 1, "batches were split"
+    assert split.global_step == whole.global_step
+    _, a = load_model(str(whole.model_dir))
+    _, b = load_model(str(split.model_dir))
+    for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.allclose(pa, pb, atol=1e-5), name

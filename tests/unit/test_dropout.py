@@ -1,0 +1,39 @@
+"""The CPU dropout mask: rate, scale, gradient, RNG replay, and the module swap."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from intent_mlops.dropout import FastDropout, dropout_mask, use_fast_dropout
+
+
+@pytest.mark.parametrize("p", [0.1, 0.3])
+def test_mask_drops_at_the_rate_and_keeps_the_expectation(p: float) -> None:
+    torch.manual_seed(0)
+    mask = dropout_mask(torch.Size([500, 1000]), p)
+    assert (mask == 0).float().mean().item() == pytest.approx(p, abs=0.003)
+    assert mask.mean().item() == pytest.approx(1.0, abs=0.005)
+    assert mask.unique().tolist() == [0.0, pytest.approx(1 / (1 - p), rel=1e-4)]
+
+
+def test_masks_replay_from_the_default_generator() -> None:
+    torch.manual_seed(3)
+    first = dropout_mask(torch.Size([7, 9]), 0.1)
+    torch.manual_seed(3)
+    assert torch.equal(first, dropout_mask(torch.Size([7, 9]), 0.1))
+    assert not torch.equal(first, dropout_mask(torch.Size([7, 9]), 0.1)), "a new draw each call"
+
+
+def test_fast_dropout_trains_through_the_mask_and_is_identity_in_eval() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Dropout(0.5), torch.nn.Dropout(0.0))
+    assert use_fast_dropout(model) == 2
+    assert isinstance(model[1], FastDropout) and model[1].p == 0.5
+    x = torch.randn(64, 8, requires_grad=True)
+    y = model[1](x)
+    y.sum().backward()
+    assert x.grad is not None
+    assert torch.equal(x.grad == 0, y == 0), "gradient flows exactly where the value was kept"
+    assert 0.3 < (y == 0).float().mean().item() < 0.7
+    model.eval()
+    assert torch.equal(model[1](x), x)
