@@ -7,15 +7,21 @@ a 64 x 18 x 384 activation takes ~3 ms on 2 cores, about 8 % of a MiniLM trainin
 scaled by the exact inverse of the keep rate, so the expectation is unchanged. Using the default
 generator means the RNG state a checkpoint saves still replays the masks. CUDA keeps torch's own
 fused kernel.
+
+Attention-probability dropout happens inside the attention function, so it gets the same mask
+through an attention function registered with transformers (``ATTENTION``): plain eager attention,
+which on CPU also skips the copies and the fully-masked-row check of SDPA's math path.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
 _LEVELS = 1 << 16
+ATTENTION = "intent_mlops_cpu"
 
 
 def dropout_mask(shape: torch.Size, p: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -37,14 +43,57 @@ class FastDropout(torch.nn.Dropout):
         return x * dropout_mask(x.shape, self.p, x.dtype)
 
 
-def use_fast_dropout(model: torch.nn.Module) -> int:
-    """Turn every plain ``nn.Dropout`` of ``model`` into a :class:`FastDropout` (state and rate kept).
+def attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """Eager attention in transformers' attention-function form ([B, H, S, D] in, [B, S, H, D] out;
+    additive float mask), the probabilities dropped with :func:`dropout_mask`. Callers pass
+    ``dropout`` 0 in eval mode."""
+    scale = scaling if scaling is not None else query.size(-1) ** -0.5
+    scores = torch.matmul(query, key.transpose(2, 3)) * scale
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    probs = torch.softmax(scores, dim=-1)
+    if dropout > 0:
+        probs = probs * dropout_mask(probs.shape, dropout, probs.dtype)
+    return torch.matmul(probs, value).transpose(1, 2).contiguous(), None
 
-    Returns how many were switched. Saved weights are unaffected: dropout has no parameters.
+
+def _use_attention(model: torch.nn.Module) -> bool:
+    """Route the model's attention through :func:`attention` where transformers allows it."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, eager_mask
+
+    config = getattr(model, "config", None)
+    if getattr(config, "_attn_implementation", None) not in ("sdpa", "eager"):
+        return False  # flash/flex kernels, or a model outside transformers: leave it alone
+    AttentionInterface.register(ATTENTION, attention)
+    AttentionMaskInterface.register(ATTENTION, eager_mask)
+    try:
+        model.set_attn_implementation(ATTENTION)  # type: ignore[operator]
+    except (AttributeError, ValueError):
+        return False  # an architecture without the attention-function interface
+    return True
+
+
+def use_fast_dropout(model: torch.nn.Module) -> int:
+    """Turn every plain ``nn.Dropout`` of ``model`` into a :class:`FastDropout` (state and rate kept)
+    and its attention into :func:`attention`, for training on CPU.
+
+    Returns how many dropout modules were switched. Saved weights and configs are unaffected:
+    dropout has no parameters, and the attention choice is not written to ``config.json``.
     """
     switched = 0
     for module in model.modules():
         if type(module) is torch.nn.Dropout:
             module.__class__ = FastDropout
             switched += 1
+    _use_attention(model)
     return switched

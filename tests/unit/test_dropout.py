@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -37,3 +39,28 @@ def test_fast_dropout_trains_through_the_mask_and_is_identity_in_eval() -> None:
     assert 0.3 < (y == 0).float().mean().item() < 0.7
     model.eval()
     assert torch.equal(model[1](x), x)
+
+
+def test_attention_function_matches_sdpa_and_drops_probabilities_in_training(tiny_model_dir: Path) -> None:
+    from intent_mlops.dropout import ATTENTION
+    from intent_mlops.training import LabelSpace, load_model
+
+    _, model = load_model(str(tiny_model_dir), LabelSpace.from_labels(["a", "b"]), dropout=0.3)
+    batch = {"input_ids": torch.tensor([[101, 2054, 2003, 102], [101, 7592, 102, 0]]),
+             "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])}  # fmt: skip
+    model.eval()
+    reference = model(**batch).logits
+    use_fast_dropout(model)
+    assert model.config._attn_implementation == ATTENTION
+    assert torch.allclose(model(**batch).logits, reference, atol=1e-5), "eval: same attention, padding masked"
+    for name, module in model.named_modules():  # leave only the attention-probability dropout on
+        if isinstance(module, FastDropout) and not name.endswith("attention.self.dropout"):
+            module.p = 0.0
+    model.train()
+    torch.manual_seed(0)
+    first = model(**batch).logits
+    first.sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    torch.manual_seed(0)
+    assert torch.equal(model(**batch).logits, first), "masks replay from the seed"
+    assert not torch.equal(model(**batch).logits, first)
