@@ -78,7 +78,7 @@ class TrainConfig:
         "Also keep the whole embedding block and the bottom N encoder layers fixed: backward stops above them, "
         "so a step costs less (MiniLM, 6 layers: N=2 is about 25 % fewer FLOPs).",
     )
-    dropout: float = _f(0.1, "Dropout of the encoder (hidden and attention) and the classifier head.")
+    dropout: float = _f(0.15, "Dropout of the encoder (hidden and attention) and the classifier head.")
     head_lr_multiplier: float = _f(
         1.0, "Learning rate of the new classification head relative to learning_rate (it starts from random)."
     )
@@ -87,6 +87,11 @@ class TrainConfig:
     )
     max_grad_norm: float = _f(1.0, "Clip the global gradient norm to this; 0 disables clipping.")
     label_smoothing: float = _f(0.0, "Cross-entropy label smoothing (robustness to noisy labels).")
+    ema_decay: float = _f(
+        0.995,
+        "Evaluate and export an exponential moving average of the weights with this per-step decay "
+        "(0.995 averages about the last 200 steps); 0 uses the raw weights.",
+    )
     num_threads: int = _f(0, "CPU threads for torch; 0 uses every core.")
     checkpoint_every_steps: int = _f(200, "Write a resumable checkpoint every N optimizer steps (0: epochs only).")
     device: str = _f("auto", "auto (CUDA when present), cuda or cpu.")
@@ -250,6 +255,8 @@ def _check(cfg: Config) -> None:
         raise ConfigError("train: head_lr_multiplier must be > 0 and layer_lr_decay in (0, 1]")
     if t.lora_r < 0 or t.num_processes < 1:
         raise ConfigError("train: lora_r must be >= 0 and num_processes >= 1")
+    if not 0 <= t.ema_decay < 1:
+        raise ConfigError(f"train.ema_decay: expected 0 (off) or a decay in (0, 1), got {t.ema_decay}")
     if t.device not in {"auto", "cpu", "cuda"}:
         raise ConfigError(f"train.device: expected auto, cpu or cuda, got {t.device!r}")
 

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from intent_mlops.averaging import EMA_FILE, WeightAverage
 from intent_mlops.batching import collate, length_grouped_batches, split_padding
 from intent_mlops.config import DEFAULT_MODEL, TrainConfig
 from intent_mlops.dropout import use_fast_dropout
@@ -277,11 +278,15 @@ def _atomic_dir(target: Path, write: Callable[[Path], None]) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _save_checkpoint(out: Path, model: Any, opt: Any, sched: Any, state: _State) -> None:
-    from safetensors.torch import save_model
+def _save_checkpoint(
+    out: Path, model: Any, opt: Any, sched: Any, state: _State, ema: WeightAverage | None = None
+) -> None:
+    from safetensors.torch import save_file, save_model
 
     def write(folder: Path) -> None:
         save_model(model, str(folder / "model.safetensors"))
+        if ema is not None:
+            save_file(ema.state_dict(), str(folder / EMA_FILE))
         blob = {
             "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(),
@@ -294,8 +299,8 @@ def _save_checkpoint(out: Path, model: Any, opt: Any, sched: Any, state: _State)
     _atomic_dir(out / CHECKPOINT, write)
 
 
-def _load_checkpoint(out: Path, model: Any, opt: Any, sched: Any) -> _State | None:
-    from safetensors.torch import load_model
+def _load_checkpoint(out: Path, model: Any, opt: Any, sched: Any, ema: WeightAverage | None = None) -> _State | None:
+    from safetensors.torch import load_file, load_model
 
     folder = out / CHECKPOINT
     if not (folder / STATE_FILE).exists():
@@ -304,6 +309,10 @@ def _load_checkpoint(out: Path, model: Any, opt: Any, sched: Any) -> _State | No
             return None
         folder = old
     load_model(model, str(folder / "model.safetensors"))
+    if ema is not None:
+        if not (folder / EMA_FILE).exists():
+            raise ValueError(f"{folder}: checkpoint has no {EMA_FILE}; it was written with train.ema_decay=0")
+        ema.load_state_dict(load_file(str(folder / EMA_FILE)))
     blob = torch.load(folder / STATE_FILE, weights_only=True, map_location="cpu")
     opt.load_state_dict(blob["optimizer"])
     sched.load_state_dict(blob["scheduler"])
@@ -496,14 +505,16 @@ def train(
     opt = make_optimizer(model, cfg, device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total_steps), total_steps)
-    state = _load_checkpoint(out, model, opt, sched) or _State()
+    ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    averaged = ema.applied if ema is not None else contextlib.nullcontext
+    state = _load_checkpoint(out, model, opt, sched, ema) or _State()
     resumed_from = state.global_step
     use_bf16 = device.type == "cuda"
     pass_cost = CPU_PASS_COST_TOKENS if device.type == "cpu" else 0
 
     def checkpoint() -> None:
         if dist.main:
-            _save_checkpoint(out, model, opt, sched, state)
+            _save_checkpoint(out, model, opt, sched, state, ema)
         dist.barrier()
 
     bar = tqdm(
@@ -550,6 +561,8 @@ def train(
             sched.step()
             opt.zero_grad(set_to_none=True)
             state.global_step += 1
+            if ema is not None:
+                ema.update(state.global_step)
             bar.update(1)
             if state.global_step % 10 == 0 or last:
                 avg = running.item() / max(seen_in_window, 1)
@@ -571,15 +584,17 @@ def train(
         if device.type == "cuda":
             torch.cuda.synchronize()  # CUDA queues work: count it in this epoch's training time
         state.train_seconds += time.perf_counter() - t0
-        dev = evaluate_ids(model, dev_ids, y_dev, labels, pad_id, cfg.eval_batch_size, device)
+        with averaged():  # dev selection and export both see the averaged weights when there are some
+            dev = evaluate_ids(model, dev_ids, y_dev, labels, pad_id, cfg.eval_batch_size, device)
+            gain = dev.macro_f1 > state.best_dev_macro_f1
+            if gain and dist.main:
+                _save_best(out, model, tokenizer, lora)
         entry = {"epoch": float(state.epoch + 1), "step": float(state.global_step), **dev.metrics("dev")}
         state.history.append(entry)
         if log_metrics and dist.main:
             log_metrics({k: v for k, v in entry.items() if k.startswith("dev_")}, state.global_step)
-        if dev.macro_f1 > state.best_dev_macro_f1:
+        if gain:
             state.best_dev_macro_f1, state.best_epoch, state.epochs_without_gain = dev.macro_f1, state.epoch + 1, 0
-            if dist.main:
-                _save_best(out, model, tokenizer, lora)
         else:
             state.epochs_without_gain += 1
             if state.epochs_without_gain >= cfg.early_stopping_patience:

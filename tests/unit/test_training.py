@@ -66,9 +66,10 @@ def test_loss_falls_and_best_model_round_trips(tiny_model_dir: Path, tmp_path: P
     assert (predict(model2, ids, 0, 64, torch.device("cpu")) == first).all()
 
 
-def test_resume_is_exact(tiny_model_dir: Path, tmp_path: Path, splits: dict) -> None:
-    """Interrupt mid-epoch, resume: the final weights equal an uninterrupted run's."""
-    cfg = _cfg(tiny_model_dir, epochs=2, checkpoint_every_steps=3)
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_resume_is_exact(tiny_model_dir: Path, tmp_path: Path, splits: dict, ema_decay: float) -> None:
+    """Interrupt mid-epoch, resume: the final weights (averaged ones too) equal an uninterrupted run's."""
+    cfg = _cfg(tiny_model_dir, epochs=2, checkpoint_every_steps=3, ema_decay=ema_decay)
     straight = train(cfg, *splits["train"], *splits["dev"], tmp_path / "straight")
     with pytest.raises(TrainingInterrupted):
         train(cfg, *splits["train"], *splits["dev"], tmp_path / "resumed", stop_after_steps=7)
@@ -79,6 +80,8 @@ def test_resume_is_exact(tiny_model_dir: Path, tmp_path: Path, splits: dict) -> 
     _, b = load_model(str(resumed.model_dir))
     for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert torch.allclose(pa, pb, atol=1e-6), name
+    exported = evaluate_model_dir(resumed.model_dir, {"dev": splits["dev"]}, cfg)["dev"]
+    assert exported.macro_f1 == pytest.approx(resumed.best_dev_macro_f1), "dev selection saw the exported weights"
 
 
 def test_freeze_layers_keeps_embeddings_and_bottom_layers_fixed(
