@@ -26,6 +26,9 @@ def apply_defaults(root: Path | str) -> dict[str, str]:
     defaults = {
         "PREFECT_HOME": str(root / ".prefect"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # The ephemeral server migrates a fresh database on first start: Prefect's 20 s limit
+        # is too short on a loaded 2-core machine (CI failed on it once).
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
         "PREFECT_UI_ENABLED": "true",
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "DVC_NO_ANALYTICS": "1",
