@@ -1,7 +1,7 @@
 """Exponential moving average of the trainable weights (Polyak averaging), for evaluation and export.
 
 Why: fine-tuning on a few thousand utterances ends each epoch on a noisy point of the loss
-surface, and the dev-selected epoch inherits that noise. The average of the last few hundred
+surface, and the dev-selected epoch inherits that noise. The average of the recent
 optimizer steps generalises at least as well and varies less from seed to seed (the same idea as
 ``torch.optim.swa_utils.AveragedModel`` with an EMA function, or timm's ``ModelEmaV3``). Kept here
 as one shadow tensor per trainable parameter, so frozen layers cost nothing and the training
@@ -24,7 +24,9 @@ class WeightAverage:
 
     ``d`` warms up as ``min(decay, (1 + n) / (10 + n))`` at update ``n`` (as TensorFlow's
     ``ExponentialMovingAverage`` with ``num_updates``), so the first steps do not tie the average
-    to the pretrained weights and the new head's random start.
+    to the pretrained weights and the new head's random start. The warm-up stays under a cap of
+    0.995 until update 1,790: a shorter run averages its last tenth (mean age n/10 updates) and
+    the cap does not matter; a longer one its last ~1/(1 - decay) updates.
     """
 
     def __init__(self, model: torch.nn.Module, decay: float) -> None:

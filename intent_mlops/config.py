@@ -89,8 +89,9 @@ class TrainConfig:
     label_smoothing: float = _f(0.0, "Cross-entropy label smoothing (robustness to noisy labels).")
     ema_decay: float = _f(
         0.995,
-        "Evaluate and export an exponential moving average of the weights with this per-step decay "
-        "(0.995 averages about the last 200 steps); 0 uses the raw weights.",
+        "Evaluate and export an exponential moving average of the weights; the per-step decay warms up "
+        "as (1+n)/(10+n) and stops at this cap, so runs under ~1,800 steps average their last tenth "
+        "whatever the cap, longer ones about the last 1/(1-cap) steps; 0 uses the raw weights.",
     )
     num_threads: int = _f(0, "CPU threads for torch; 0 uses every core.")
     checkpoint_every_steps: int = _f(200, "Write a resumable checkpoint every N optimizer steps (0: epochs only).")
