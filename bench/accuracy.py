@@ -34,9 +34,11 @@ REFERENCES = {
 
 
 def run(name: str, overrides: list[str], dev_ratio: float) -> dict[str, float | str]:
-    from intent_mlops.config import load_config, parse_overrides
-    from intent_mlops.data import read_csv, stratified_split
-    from intent_mlops.training import evaluate_model_dir, train
+    from intent_mlops.config.params import load_config, parse_overrides
+    from intent_mlops.data.io import read_csv
+    from intent_mlops.data.split import stratified_split
+    from intent_mlops.evaluation.evaluate import evaluate_model_dir
+    from intent_mlops.train.loop import train
 
     cfg = load_config(REPO / "params.yaml", parse_overrides(overrides))
     train_df = read_csv(SHARED / name / "train.csv")
@@ -76,7 +78,7 @@ def main() -> int:
     p.add_argument("--record", action="store_true", help="add the results to the accuracy table of docs/benchmarks.md")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
-    from intent_mlops.environment import apply_defaults
+    from intent_mlops.config.environment import apply_defaults
 
     apply_defaults(REPO)
     rows = []

@@ -2,7 +2,7 @@
 
   (a) the seed recipe: pad every utterance to 128 tokens, batch 16, plain AdamW loop
   (b) Hugging Face Trainer with length-grouped sampling (what users would pick)
-  (c) this project's trainer (intent_mlops.training.train) with its default params
+  (c) this project's trainer (intent_mlops.train.loop.train) with its default params
 
 Each variant runs in its own subprocess (so peak RSS is its own); timings cover the training loop
 only (no model load, tokenisation or evaluation). FLOPs count the useful (non-padding) tokens:
@@ -64,7 +64,7 @@ def matmul_ceiling() -> float:
     """Best GFLOP/s of square matmuls (fp32 on CPU, bf16 on CUDA)."""
     import torch
 
-    from intent_mlops.training import configure_threads
+    from intent_mlops.train.runtime import configure_threads
 
     configure_threads(0)
     dev = _device()
@@ -102,7 +102,9 @@ def run_a(texts: list[str], labels: list[str], epochs: int) -> dict[str, Any]:
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    from intent_mlops.training import LabelSpace, configure_threads, load_model
+    from intent_mlops.model.labels import LabelSpace
+    from intent_mlops.model.loading import load_model
+    from intent_mlops.train.runtime import configure_threads
 
     configure_threads(0)
     dev = _device()
@@ -135,7 +137,9 @@ def run_b(texts: list[str], labels: list[str], epochs: int) -> dict[str, Any]:
     import torch
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-    from intent_mlops.training import LabelSpace, configure_threads, load_model
+    from intent_mlops.model.labels import LabelSpace
+    from intent_mlops.model.loading import load_model
+    from intent_mlops.train.runtime import configure_threads
 
     configure_threads(0)
     space = LabelSpace.from_labels(labels)
@@ -161,8 +165,8 @@ def run_b(texts: list[str], labels: list[str], epochs: int) -> dict[str, Any]:
 
 
 def run_c(texts: list[str], labels: list[str], epochs: int, overrides: list[str]) -> dict[str, Any]:
-    from intent_mlops.config import load_config, parse_overrides
-    from intent_mlops.training import train
+    from intent_mlops.config.params import load_config, parse_overrides
+    from intent_mlops.train.loop import train
 
     fixed = [f"train.epochs={epochs}", f"train.early_stopping_patience={epochs}", "train.progress=false",
              "train.checkpoint_every_steps=0"]  # fmt: skip
@@ -196,7 +200,7 @@ def main() -> int:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="params.yaml override for (c)")  # fmt: skip
     args = p.parse_args()
-    from intent_mlops.environment import apply_defaults
+    from intent_mlops.config.environment import apply_defaults
 
     apply_defaults(REPO)
     if args.worker:
@@ -206,7 +210,7 @@ def main() -> int:
         print(f"{DATA} not found (../shared/datasets beside the clone)", file=sys.stderr)
         return 2
 
-    from intent_mlops.training import load_model
+    from intent_mlops.model.loading import load_model
 
     texts, labels = _examples(args.examples)
     tok, model = load_model("packaged:all-MiniLM-L6-v2")

@@ -1,4 +1,4 @@
-"""The training flow: validate -> version -> fine-tune -> track -> register.
+"""The training flow: validate -> version -> fine-tune -> track -> register -> decide.
 
 Only composition: each step is a task in ``tasks/`` wrapping a function of ``intent_mlops``.
 Ephemeral Prefect by default; set ``PREFECT_API_URL`` to run against a Prefect server.
@@ -13,14 +13,17 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
-from intent_mlops.config import load_run_config
+from flows.promotion import decide_and_promote
+from intent_mlops.config.environment import apply_defaults
+from intent_mlops.config.params import load_run_config
 from tasks.data import gate_raw, gate_splits, prepare_splits, pull_data, record_validation
+from tasks.promotion import log_train_set
 from tasks.training import (
     close_run,
-    crown_if_first,
     evaluate,
     fine_tune,
     open_run,
+    read_aliases,
     register,
     summary_markdown,
     tag_run,
@@ -36,6 +39,7 @@ def train_flow(
     ``overrides`` are ``section.key=value`` strings applied on top of ``params.yaml``.
     """
     root = str(Path(project_dir).resolve())
+    apply_defaults(root)  # a worker or `flow.serve` process never ran the CLI that sets them
     cfg = load_run_config(root, overrides)
     version = pull_data(root, data_rev)
     run_id, lineage = open_run(cfg, root, version, flow_run.get_name())
@@ -47,40 +51,54 @@ def train_flow(
         tag_run(run_id, {"splits.md5": splits.md5})
         result = fine_tune(cfg, splits, run_id, root)
         metrics = evaluate(cfg, result, splits, run_id)
-        registered = register(cfg, result, splits, run_id, {**lineage, "splits.md5": splits.md5})
-        aliases = crown_if_first(registered)
+        log_train_set(splits, run_id)
+        lineage = {**lineage, "splits.md5": splits.md5}
+        registered = register(cfg, result, run_id, lineage)
+        decision = decide_and_promote(cfg, root, registered, result.model_dir, splits, lineage)
+        aliases = read_aliases(registered.name)
     except BaseException:
         close_run(run_id, "FAILED")
         raise
     close_run(run_id, "FINISHED", root)
     create_markdown_artifact(
-        key="training-summary", markdown=summary_markdown(metrics, registered, aliases), description="metrics"
+        key="training-summary",
+        markdown=summary_markdown(metrics, registered, aliases, decision),
+        description="metrics",
     )
     return {
         "run_id": run_id,
         "registered_model": registered.name,
         "version": registered.version,
         "aliases": aliases,
+        "decision": decision,
         "metrics": metrics,
         "data_md5": version.data_md5,
         "splits_md5": splits.md5,
     }
 
 
-def run_training(root: Path, data_rev: str | None, overrides: list[str]) -> int:
-    """``intent-mlops train``: run the flow and print what a person needs next."""
-    from intent_mlops.tracking import tracking_uri
+def print_outcome(root: Path, out: dict[str, Any]) -> None:
+    """What a person needs after a run: metrics, this version's aliases, the decision, the UIs."""
+    from intent_mlops.config.redact import redact
+    from intent_mlops.registry.tracking import tracking_uri
 
-    out = train_flow(data_rev=data_rev, overrides=overrides, project_dir=str(root))
     m = out["metrics"]
     print()
     print(f"dev:  accuracy {m['dev_accuracy']:.4f}  macro-F1 {m['dev_macro_f1']:.4f}")
     print(f"test: accuracy {m['test_accuracy']:.4f}  macro-F1 {m['test_macro_f1']:.4f}")
-    aliases = ", ".join(f"{a}=v{v}" for a, v in sorted(out["aliases"].items()))
-    print(f"registered {out['registered_model']} version {out['version']} (aliases: {aliases})")
+    mine = ", ".join(a for a, v in sorted(out["aliases"].items()) if v == out["version"]) or "no alias"
+    print(f"registered {out['registered_model']} version {out['version']}: {mine}")
+    print(f"decision: {out['decision']['decision']}: {out['decision']['reason']}")
+    champion = out["aliases"].get("champion")
+    print(f"champion is version {champion}" if champion else "there is no champion yet")
     print(f"MLflow run {out['run_id']}, data {out['data_md5']}, splits {out['splits_md5']}")
-    cfg = load_run_config(root, overrides)
+    uri = redact(tracking_uri(load_run_config(root).mlflow, root))
     print("\nOpen the UIs:")
-    print(f"  MLflow:  make mlflow-ui   (mlflow ui --backend-store-uri {tracking_uri(cfg.mlflow, root)} --port 5000)")
+    print(f"  MLflow:  make mlflow-ui   (mlflow ui --backend-store-uri {uri})")
     print("  Prefect: make prefect-ui  (prefect server start --port 4200, same PREFECT_HOME)")
+
+
+def run_training(root: Path, data_rev: str | None, overrides: list[str]) -> int:
+    """``intent-mlops train``: run the flow and print what a person needs next."""
+    print_outcome(root, train_flow(data_rev=data_rev, overrides=overrides, project_dir=str(root)))
     return 0

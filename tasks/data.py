@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -12,9 +13,11 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 
-from intent_mlops import data as data_io
-from intent_mlops import tracking, validation, versioning
-from intent_mlops.config import ValidationConfig
+from intent_mlops.config.params import ValidationConfig
+from intent_mlops.data import io as data_io
+from intent_mlops.data import validation, versioning
+from intent_mlops.data.split import SplitPaths, load_splits
+from intent_mlops.registry import tracking
 
 
 @task(name="pull-data", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
@@ -25,10 +28,24 @@ def pull_data(root: str, data_rev: str | None) -> versioning.DataVersion:
     return version
 
 
-def _gate_key(ctx: TaskRunContext, params: dict[str, Any]) -> str:
-    cfg: ValidationConfig = params["cfg"]
-    digest = hashlib.md5(json.dumps(asdict(cfg), sort_keys=True).encode()).hexdigest()[:12]
-    return f"gx-raw-{params['data_md5']}-{digest}"
+GATE_CODE = (data_io, validation)
+"""Modules whose code decides the gate's verdict: reading the CSV and the GX rules themselves."""
+
+
+def gate_fingerprint(cfg: ValidationConfig) -> str:
+    """The rules' own fingerprint: their code, their params and the GX version that runs them."""
+    import great_expectations as gx
+
+    h = hashlib.md5(json.dumps(asdict(cfg), sort_keys=True).encode())
+    h.update(str(gx.__version__).encode())
+    for module in GATE_CODE:
+        h.update(Path(str(module.__file__)).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _gate_key(ctx: TaskRunContext | None, params: dict[str, Any]) -> str:
+    """Same data and same rules -> same verdict; a changed rule or GX upgrade validates again."""
+    return f"gx-raw-{params['data_md5']}-{gate_fingerprint(params['cfg'])}"
 
 
 @task(
@@ -45,7 +62,7 @@ def gate_raw(raw_csv: str, data_md5: str, cfg: ValidationConfig) -> dict[str, An
 
 @task(name="gx-gate-splits", cache_policy=NO_CACHE)
 def gate_splits(splits: versioning.Splits, cfg: ValidationConfig) -> dict[str, Any]:
-    frames = data_io.load_splits(data_io.SplitPaths.under(splits.folder))
+    frames = load_splits(SplitPaths.under(splits.folder))
     return asdict(validation.validate_splits(frames, cfg, str(splits.folder)))
 
 
@@ -59,7 +76,7 @@ def record_validation(report: dict[str, Any], run_id: str) -> None:
     )
     logger = get_run_logger()
     if not rep.success:
-        tracking.set_tags(run_id, {"intent-mlops.stage": "validation-failed"})
+        tracking.set_tags(run_id, {tracking.STAGE_TAG: tracking.VALIDATION_FAILED})
         logger.error(rep.summary())
         raise validation.ValidationError(rep)
     logger.info(rep.summary())

@@ -12,10 +12,17 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from intent_mlops import data as data_io
-from intent_mlops import fit, registry, tracking, training, versioning
-from intent_mlops.config import Config
-from intent_mlops.evaluation import Report
+from intent_mlops.config.params import Config
+from intent_mlops.data import versioning
+from intent_mlops.data.split import SplitPaths, load_splits
+from intent_mlops.evaluation.evaluate import evaluate_model_dir
+from intent_mlops.evaluation.metrics import Report
+from intent_mlops.faults import failpoint
+from intent_mlops.registry import models as registry
+from intent_mlops.registry import tracking
+from intent_mlops.train import fit
+from intent_mlops.train.checkpoint import remove_work
+from intent_mlops.train.loop import TrainResult
 
 
 @task(name="open-mlflow-run", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
@@ -48,7 +55,7 @@ def work_dir(root: str, run_id: str) -> Path:
 
 
 @task(name="fine-tune", retries=0, cache_policy=NO_CACHE)
-def fine_tune(cfg: Config, splits: versioning.Splits, run_id: str, root: str) -> training.TrainResult:
+def fine_tune(cfg: Config, splits: versioning.Splits, run_id: str, root: str) -> TrainResult:
     """Fine-tune on train, select on dev; checkpoints under ``.intent-mlops/runs/<run id>``.
 
     With ``train.num_processes`` > 1 the same training code runs data-parallel under torchrun.
@@ -80,56 +87,49 @@ def fine_tune(cfg: Config, splits: versioning.Splits, run_id: str, root: str) ->
 
 
 @task(name="evaluate", retries=0, cache_policy=NO_CACHE)
-def evaluate(cfg: Config, result: training.TrainResult, splits: versioning.Splits, run_id: str) -> dict[str, float]:
+def evaluate(cfg: Config, result: TrainResult, splits: versioning.Splits, run_id: str) -> dict[str, float]:
     """Dev and test reports of the best checkpoint, logged with confusion matrices."""
-    frames = data_io.load_splits(data_io.SplitPaths.under(splits.folder))
+    frames = load_splits(SplitPaths.under(splits.folder))
     sets = {name: (frames[name]["text"].tolist(), frames[name]["label"].tolist()) for name in ("dev", "test")}
-    reports: dict[str, Report] = training.evaluate_model_dir(result.model_dir, sets, cfg.train)
+    reports: dict[str, Report] = evaluate_model_dir(result.model_dir, sets, cfg.train)
     metrics = tracking.log_evaluation(run_id, reports)
     get_run_logger().info(", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
     return metrics
 
 
 @task(name="register-model", retries=0, cache_policy=NO_CACHE)
-def register(
-    cfg: Config, result: training.TrainResult, splits: versioning.Splits, run_id: str, lineage: dict[str, str]
-) -> registry.RegisteredVersion:
+def register(cfg: Config, result: TrainResult, run_id: str, lineage: dict[str, str]) -> registry.RegisteredVersion:
     """Log the model in the transformers flavour and register it once per run."""
-    import mlflow
-
-    name = cfg.mlflow.registered_model
-    existing = registry.find_version_for_run(name, run_id)
-    if existing is not None:
-        get_run_logger().info("run %s already registered %s version %s", run_id, name, existing)
-        mv = mlflow.MlflowClient().get_model_version(name, existing)
-        return registry.RegisteredVersion(name, existing, run_id, str(mv.source))
-    dev = data_io.read_csv(data_io.SplitPaths.under(splits.folder).dev)
-    example = dev["text"].head(3).tolist()
-    with mlflow.start_run(run_id=run_id):
-        version = registry.log_and_register(result.model_dir, name, example, lineage)
-    get_run_logger().info("registered %s version %s", name, version.version)
+    version, new = registry.register_once(
+        result.model_dir, cfg.mlflow.registered_model, run_id, list(cfg.mlflow.input_example), lineage
+    )
+    state = "registered" if new else "already registered by this run:"
+    get_run_logger().info("%s %s version %s", state, version.name, version.version)
+    failpoint("after-register")
     return version
 
 
-@task(name="crown-if-first", retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
-def crown_if_first(version: registry.RegisteredVersion) -> dict[str, str]:
-    """``champion`` for the first version; the champion/challenger policy decides later ones."""
-    registry.crown_if_first(version.name, version.version)
-    return registry.aliases(version.name)
+@task(name="read-aliases", retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
+def read_aliases(name: str) -> dict[str, str]:
+    return registry.aliases(name)
 
 
 @task(name="close-mlflow-run", retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
 def close_run(run_id: str, status: str, root: str | None = None) -> None:
     tracking.close_run(run_id, status)
     if status == "FINISHED" and root is not None:
-        training.remove_work(work_dir(root, run_id))
+        remove_work(work_dir(root, run_id))
 
 
-def summary_markdown(metrics: dict[str, Any], version: registry.RegisteredVersion, aliases: dict[str, str]) -> str:
+def summary_markdown(
+    metrics: dict[str, Any], version: registry.RegisteredVersion, aliases: dict[str, str], decision: dict[str, Any]
+) -> str:
     rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in sorted(metrics.items()))
-    alias_text = ", ".join(f"`{a}` -> v{v}" for a, v in sorted(aliases.items())) or "none"
+    mine = ", ".join(f"`{a}`" for a, v in sorted(aliases.items()) if v == version.version) or "none"
+    others = ", ".join(f"`{a}` -> v{v}" for a, v in sorted(aliases.items()) if v != version.version) or "none"
     return (
         f"# Training run\n\n| metric | value |\n|---|---|\n{rows}\n\n"
         f"Registered `{version.name}` version **{version.version}** (run `{version.run_id}`).\n\n"
-        f"Aliases: {alias_text}\n"
+        f"Promotion: **{decision['decision']}**: {decision['reason']}\n\n"
+        f"Aliases of this version: {mine}; other aliases: {others}\n"
     )

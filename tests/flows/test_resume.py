@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 def test_killed_training_resumes_and_registers_once(project: Path, tmp_path: Path) -> None:
     cmd = [
         sys.executable, "-m", "flows.cli", "--project", str(project), "train",
-        "--set", "train.epochs=40", "--set", "train.early_stopping_patience=40",
+        "--set", "train.epochs=20", "--set", "train.early_stopping_patience=20",
         "--set", "train.checkpoint_every_steps=3",
     ]  # fmt: skip
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}

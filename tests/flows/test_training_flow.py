@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import mlflow
@@ -9,10 +11,13 @@ import pytest
 import yaml
 
 from flows.training import train_flow
-from intent_mlops import versioning
-from intent_mlops.data import read_csv, write_csv
-from intent_mlops.registry import CHAMPION
-from intent_mlops.validation import ValidationError
+from intent_mlops.config.params import load_run_config
+from intent_mlops.data import versioning
+from intent_mlops.data.io import read_csv, write_csv
+from intent_mlops.data.validation import ValidationError
+from intent_mlops.evaluation.evaluate import predict_labels
+from intent_mlops.model.labels import OOS_DATA, OOS_PREDICTED
+from intent_mlops.registry.models import CHALLENGER, CHAMPION
 from tests.conftest import git
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
@@ -36,11 +41,20 @@ def _prefect_artifact_keys() -> set[str]:
         return {a.key for a in c.read_artifacts() if a.key}
 
 
-def test_flow_trains_registers_and_tags_lineage(project: Path) -> None:
+def test_flow_trains_registers_and_tags_lineage(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # as in a Prefect worker or `flow.serve` process: none of the CLI's environment defaults
+    for var in ("HF_HUB_OFFLINE", "DVC_SITE_CACHE_DIR", "DVC_NO_ANALYTICS"):
+        monkeypatch.delenv(var, raising=False)
+    bindir = str(Path(sys.executable).parent)
+    monkeypatch.setenv("PATH", os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != bindir))
     v1_md5 = versioning.dvc_file_md5(project / "data.dvc")
     out = train_flow(project_dir=str(project))
-    assert out["version"] == "1" and out["aliases"] == {CHAMPION: "1"}
-    assert 0.0 <= out["metrics"]["test_accuracy"] <= 1.0
+    assert os.environ["HF_HUB_OFFLINE"] == "1", "the flow applied the defaults itself"
+    assert out["version"] == "1" and out["aliases"] == {CHALLENGER: "1", CHAMPION: "1"}
+    assert out["decision"]["decision"] == "promoted"
+    test = read_csv(project / "splits" / "test.csv")
+    majority = test["label"].value_counts(normalize=True).max()
+    assert out["metrics"]["test_accuracy"] >= majority + 0.3, (out["metrics"], majority)
 
     client = _client(project)
     mv = client.get_model_version(MODEL, "1")
@@ -50,32 +64,42 @@ def test_flow_trains_registers_and_tags_lineage(project: Path) -> None:
         "data.md5": v1_md5,
         "data.rev": "workspace",
         "splits.md5": lock["stages"]["prepare"]["outs"][0]["md5"],
-        "params.md5": mv.tags["params.md5"],
+        "params.md5": load_run_config(project).md5(),
     }
     for key, value in expected.items():
         assert mv.tags[key] == value, key
     assert mv.tags["git.commit"].startswith(head)
+    assert mv.tags["promotion.decision"] == "promoted" and mv.tags["promotion.champion_version"] == "none"
     run = client.get_run(out["run_id"])
     assert run.info.status == "FINISHED"
     assert {k: run.data.tags[k] for k in expected} == expected
-    assert run.data.params["train.epochs"] == "2"
+    assert run.data.params["train.epochs"] == "10"
     assert [m.step for m in client.get_metric_history(out["run_id"], "dev_macro_f1")] != []
     assert {"dev_confusion_matrix.png", "test_confusion_matrix.png", "test_report.json", "dev_per_intent.md"} <= (
         _artifacts(client, out["run_id"], "evaluation")
     )
     assert {"raw.md", "raw.json", "splits.md", "splits.json"} <= _artifacts(client, out["run_id"], "validation")
-    assert {"training-summary", "data-validation-raw", "data-validation-splits"} <= _prefect_artifact_keys()
+    assert {"decision.json", "decision.md", "dev_predictions.csv"} <= _artifacts(client, out["run_id"], "promotion")
+    assert {"training-summary", "data-validation-raw", "data-validation-splits", "promotion-decision"} <= (
+        _prefect_artifact_keys()
+    )
 
+    # the served model predicts what the trained model predicts, and stores no customer text
+    texts = test["text"].tolist()
     champion = mlflow.pyfunc.load_model(f"models:/{MODEL}@{CHAMPION}")
-    pred = champion.predict(["where is my parcel", "reset my password"])
-    assert len(pred) == 2
+    served = [x.replace(OOS_PREDICTED, OOS_DATA) for x in champion.predict(texts)["label"]]
+    ours, _ = predict_labels(champion_dir(project), texts, load_run_config(project).train)
+    assert served == ours
+    stored = _stored_input_example(client, out["run_id"])
+    assert stored == load_run_config(project).mlflow.input_example
+    assert not set(stored) & set(read_csv(project / "splits" / "dev.csv")["text"]), "no dev utterance stored"
     assert list((project / ".intent-mlops" / "runs").glob("*/checkpoint")) == [], "work dir cleaned"
 
     # New data lands and is committed; training on the *old* revision pulls exactly v1's data.
     rows = read_csv(project / versioning.DATA_FILE)
     extra = rows.head(20).assign(text=lambda d: d["text"] + " (follow-up)")
     extra.to_csv(project.parent / "more.csv", index=False)
-    from intent_mlops.commands import data_import
+    from intent_mlops.data.commands import data_import
 
     data_import(project, project.parent / "more.csv", append=True)
     git(project, "commit", "-qam", "data v2")
@@ -83,7 +107,24 @@ def test_flow_trains_registers_and_tags_lineage(project: Path) -> None:
     assert out2["version"] == "2"
     mv2 = client.get_model_version(MODEL, "2")
     assert mv2.tags["data.md5"] == v1_md5 and mv2.tags["data.rev"] == "HEAD~1"
-    assert str(client.get_model_version_by_alias(MODEL, CHAMPION).version) == "1", "a later version is not auto-crowned"
+    assert mv2.tags["promotion.decision"] == "refused", "the same model again is no significant gain"
+    assert str(client.get_model_version_by_alias(MODEL, CHAMPION).version) == "1"
+    assert str(client.get_model_version_by_alias(MODEL, CHALLENGER).version) == "2"
+
+
+def champion_dir(project: Path) -> Path:
+    from intent_mlops.registry.champion import fetch_model
+
+    return fetch_model(MODEL, "1", project / ".intent-mlops" / "models")
+
+
+def _stored_input_example(client: mlflow.MlflowClient, run_id: str) -> list[str]:
+    from mlflow.models import Model
+
+    local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model"))
+    model = Model.load(str(local / "MLmodel"))
+    example = model.load_input_example(str(local))
+    return list(example)
 
 
 @pytest.mark.parametrize(

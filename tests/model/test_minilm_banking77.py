@@ -6,9 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from intent_mlops.config import DEFAULT_MODEL, TrainConfig
-from intent_mlops.data import read_csv, stratified_split
-from intent_mlops.training import evaluate_model_dir, resolve_model_path, train
+from intent_mlops.config.params import DEFAULT_MODEL, TrainConfig
+from intent_mlops.data.io import read_csv
+from intent_mlops.data.split import stratified_split
+from intent_mlops.evaluation.evaluate import evaluate_model_dir
+from intent_mlops.model.loading import resolve_model_path
+from intent_mlops.train.loop import train
 from tests.conftest import banking77
 
 pytestmark = pytest.mark.slow

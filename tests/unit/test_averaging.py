@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from intent_mlops.averaging import WeightAverage
+from intent_mlops.train.averaging import WeightAverage
 
 
 def _model() -> torch.nn.Module:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from intent_mlops.batching import collate, length_grouped_batches, split_padding
+from intent_mlops.model.tokens import collate
+from intent_mlops.train.batching import length_grouped_batches, split_padding
 
 
 def test_length_grouped_batches_cover_everything_once() -> None:

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from intent_mlops.config import Config, ConfigError, describe, load_config, load_run_config, parse_overrides
+from intent_mlops.config.params import Config, ConfigError, describe, load_config, load_run_config, parse_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -3,8 +3,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from intent_mlops.data import DataError, normalise_text, prepare_splits, read_csv, require_columns, stratified_split
-from intent_mlops.generate import generate
+from intent_mlops.data.io import DataError, normalise_text, read_csv, require_columns
+from intent_mlops.data.split import prepare_splits, stratified_split
+from intent_mlops.demo.corpus import generate
 
 
 def test_read_csv_accepts_banking77_header(tmp_path: Path) -> None:
@@ -28,7 +29,7 @@ def test_unreadable_files_are_named(tmp_path: Path) -> None:
         read_csv(tmp_path / "nope.csv")
     bad = tmp_path / "latin1.csv"
     bad.write_bytes("text,label\ncaf\xe9,x\n".encode("latin-1"))
-    with pytest.raises(DataError, match="latin1.csv: not UTF-8"):
+    with pytest.raises(DataError, match=r"latin1\.csv: line 2 is not UTF-8 \(.* at byte 4 of the line"):
         read_csv(bad)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from intent_mlops.dropout import FastDropout, dropout_mask, use_fast_dropout
+from intent_mlops.train.dropout import FastDropout, dropout_mask, use_fast_dropout
 
 
 @pytest.mark.parametrize("p", [0.1, 0.3])
@@ -42,8 +42,9 @@ def test_fast_dropout_trains_through_the_mask_and_is_identity_in_eval() -> None:
 
 
 def test_attention_function_matches_sdpa_and_drops_probabilities_in_training(tiny_model_dir: Path) -> None:
-    from intent_mlops.dropout import ATTENTION
-    from intent_mlops.training import LabelSpace, load_model
+    from intent_mlops.model.labels import LabelSpace
+    from intent_mlops.model.loading import load_model
+    from intent_mlops.train.dropout import ATTENTION
 
     _, model = load_model(str(tiny_model_dir), LabelSpace.from_labels(["a", "b"]), dropout=0.3)
     batch = {"input_ids": torch.tensor([[101, 2054, 2003, 102], [101, 7592, 102, 0]]),

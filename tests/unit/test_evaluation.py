@@ -3,7 +3,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from intent_mlops.evaluation import confusion_matrix, per_label_markdown, plot_confusion, report
+from intent_mlops.evaluation.metrics import confusion_matrix, per_label_markdown, report
+from intent_mlops.evaluation.plots import plot_confusion
 
 
 def test_metrics_by_hand() -> None:

@@ -1,6 +1,6 @@
 import hashlib
 
-from intent_mlops.generate import TEMPLATES, generate
+from intent_mlops.demo.corpus import TEMPLATES, generate
 
 
 def _digest(df) -> str:  # type: ignore[no-untyped-def]
@@ -36,3 +36,9 @@ def test_intents_share_vocabulary() -> None:
         owners = set(df.loc[words.apply(lambda ws, w=word: w in ws), "label"])
         assert len(owners) >= 3, (word, owners)
     assert set(TEMPLATES) == set(df["label"])
+
+
+def test_default_corpus_bytes_are_pinned() -> None:
+    """``data.dvc`` records the default corpus: any change to ``generate`` (or to the helpers
+    ``next_batch`` shares with it) that alters its output would silently re-version the data."""
+    assert _digest(generate()) == "b3b863bc53ab8a7e57070e7ce2a9e95d"

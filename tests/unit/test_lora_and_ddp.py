@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from intent_mlops.config import Config, TrainConfig
-from intent_mlops.data import SplitPaths, load_splits, read_csv, write_csv
-from intent_mlops.fit import RESULT_FILE
-from intent_mlops.training import TrainResult, load_model, train
+from intent_mlops.config.params import Config, TrainConfig
+from intent_mlops.data.io import read_csv, write_csv
+from intent_mlops.data.split import SplitPaths, load_splits
+from intent_mlops.model.loading import load_model
+from intent_mlops.train.fit import RESULT_FILE, launch
+from intent_mlops.train.loop import TrainResult, train
 from tests.conftest import FOUR_INTENTS, REPO, four_intent_splits, tiny_train_config
 
 INTENTS = FOUR_INTENTS
@@ -92,15 +94,15 @@ def test_two_ranks_gloo_agree(tiny_model_dir: Path, tmp_path: Path) -> None:
     worker = (
         "import json, os, sys, hashlib\n"
         "from pathlib import Path\n"
-        "from intent_mlops.config import config_from_dict\n"
-        "from intent_mlops.fit import fit\n"
+        "from intent_mlops.config.params import config_from_dict\n"
+        "from intent_mlops.train.fit import fit\n"
         "import torch\n"
-        "import intent_mlops.training\n"
-        "intent_mlops.training.CPU_PASS_COST_TOKENS = 1\n"
+        "import intent_mlops.train.loop\n"
+        "intent_mlops.train.loop.CPU_PASS_COST_TOKENS = 1\n"
         "cfg = config_from_dict(json.loads(Path(sys.argv[1]).read_text()))\n"
         "out = Path(sys.argv[3])\n"
         "r = fit(cfg, Path(sys.argv[2]), out, None, None)\n"
-        "from intent_mlops.training import load_model\n"
+        "from intent_mlops.model.loading import load_model\n"
         "_, m = load_model(str(r.model_dir))\n"
         "h = hashlib.md5(b''.join(v.numpy().tobytes() for v in m.state_dict().values())).hexdigest()\n"
         "rank = os.environ['RANK']\n"
@@ -131,6 +133,20 @@ def test_two_ranks_gloo_agree(tiny_model_dir: Path, tmp_path: Path) -> None:
     n_train = len(_texts_labels(splits, "train")[0])
     per_epoch_single = math.ceil(n_train / cfg.train.batch_size)
     assert ranks[0]["steps"] == cfg.train.epochs * (per_epoch_single // 2), "each rank took half the batches"
+
+
+@pytest.mark.slow
+def test_num_processes_launches_torchrun_ranks(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The path ``train.num_processes`` really takes: ``fit.launch`` -> torchrun -> 2 gloo ranks."""
+    splits = _splits(tmp_path)
+    cfg = Config()
+    cfg.train = _cfg(tiny_model_dir, epochs=2, num_processes=2)
+    result = launch(cfg, splits, tmp_path / "run", None, None)
+    assert result.world_size == 2
+    n_train = len(_texts_labels(splits, "train")[0])
+    assert result.global_step == cfg.train.epochs * (math.ceil(n_train / cfg.train.batch_size) // 2)
+    tokenizer, model = load_model(str(result.model_dir))
+    assert model.config.num_labels == len(INTENTS)
 
 
 def _texts_labels(splits: Path, name: str) -> tuple[list[str], list[str]]:

@@ -7,17 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from intent_mlops.training import (
-    LabelSpace,
-    TrainingInterrupted,
-    evaluate_model_dir,
-    freeze_bottom,
-    load_model,
-    make_optimizer,
-    predict,
-    tokenize,
-    train,
-)
+from intent_mlops.evaluation.evaluate import evaluate_model_dir
+from intent_mlops.model.labels import LabelSpace
+from intent_mlops.model.loading import load_model
+from intent_mlops.model.predict import predict
+from intent_mlops.model.tokens import tokenize
+from intent_mlops.train.freezing import freeze_bottom
+from intent_mlops.train.loop import TrainingInterrupted, train
+from intent_mlops.train.optimizer import make_optimizer
 from tests.conftest import four_intent_splits, tiny_train_config
 
 
@@ -152,7 +149,7 @@ def test_padding_splits_leave_the_optimizer_step_unchanged(
     tiny_model_dir: Path, tmp_path: Path, splits: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Cutting batches into micro-batches (here wherever lengths differ) gives the same weights."""
-    from intent_mlops import training
+    from intent_mlops.train import loop as training
 
     cfg = _cfg(tiny_model_dir, epochs=1, dropout=0.0)
     texts, labels = splits["train"]

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from intent_mlops import commands, versioning
-from intent_mlops.data import DataError, read_csv
-from intent_mlops.validation import ValidationError
+from intent_mlops.data import commands, versioning
+from intent_mlops.data.io import DataError, read_csv
+from intent_mlops.data.validation import ValidationError
 from tests.conftest import REPO, git
 
 

@@ -1,6 +1,6 @@
 """Training outside the flow, one process per rank: what torchrun / ``accelerate launch`` start.
 
-``python -m torch.distributed.run --standalone --nproc_per_node N -m intent_mlops.fit --config C
+``python -m torch.distributed.run --standalone --nproc_per_node N -m intent_mlops.train.fit --config C
 --splits S --out O`` trains data-parallel with the same ``training.train`` as a single process;
 rank 0 writes ``O/result.json``. The flow's fine-tune step launches this when
 ``train.num_processes`` > 1, so a multi-GPU run is the same flow with one more param.
@@ -15,9 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from intent_mlops.config import Config, config_from_dict
-from intent_mlops.data import SplitPaths, load_splits
-from intent_mlops.training import TrainResult, train
+from intent_mlops.config.params import Config, config_from_dict
+from intent_mlops.data.split import SplitPaths, load_splits
+from intent_mlops.train.loop import TrainResult, train
 
 RESULT_FILE = "result.json"
 
@@ -27,7 +27,7 @@ def fit(cfg: Config, splits_dir: Path, out: Path, cache_dir: Path | None, mlflow
     tr, dev = frames["train"], frames["dev"]
     log = None
     if mlflow_run_id and int(os.environ.get("RANK", "0")) == 0:
-        from intent_mlops.tracking import metric_logger
+        from intent_mlops.registry.tracking import metric_logger
 
         log = metric_logger(mlflow_run_id)
     return train(
@@ -50,7 +50,7 @@ def launch(cfg: Config, splits_dir: Path, out: Path, cache_dir: Path | None, mlf
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone",
         f"--nproc_per_node={cfg.train.num_processes}",
-        "-m", "intent_mlops.fit", "--config", str(config_file), "--splits", str(splits_dir), "--out", str(out),
+        "-m", "intent_mlops.train.fit", "--config", str(config_file), "--splits", str(splits_dir), "--out", str(out),
     ]  # fmt: skip
     if cache_dir:
         cmd += ["--cache-dir", str(cache_dir)]
@@ -65,7 +65,7 @@ def launch(cfg: Config, splits_dir: Path, out: Path, cache_dir: Path | None, mlf
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m intent_mlops.fit", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m intent_mlops.train.fit", description=__doc__)
     p.add_argument("--config", type=Path, required=True, help="JSON written from Config.to_dict()")
     p.add_argument("--splits", type=Path, required=True, help="folder with train.csv and dev.csv")
     p.add_argument("--out", type=Path, required=True, help="checkpoints and the best model go here")

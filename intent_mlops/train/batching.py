@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
 
 def length_grouped_batches(
@@ -26,20 +25,6 @@ def length_grouped_batches(
         batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
     perm = rng.permutation(len(batches))
     return [batches[i] for i in perm]
-
-
-def collate(
-    ids: Sequence[Sequence[int] | torch.Tensor], pad_id: int, labels: Sequence[int] | None = None
-) -> dict[str, torch.Tensor]:
-    """Pad to the longest sequence of this batch only (dynamic padding)."""
-    rows = [x if isinstance(x, torch.Tensor) else torch.tensor(x, dtype=torch.long) for x in ids]
-    input_ids = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=pad_id)
-    lengths = torch.tensor([len(x) for x in rows])
-    mask = (torch.arange(input_ids.shape[1])[None, :] < lengths[:, None]).long()
-    batch = {"input_ids": input_ids, "attention_mask": mask}
-    if labels is not None:
-        batch["labels"] = torch.tensor(labels, dtype=torch.long)
-    return batch
 
 
 def split_padding(lengths: Sequence[int], pass_cost_tokens: int) -> list[list[int]]:

@@ -16,9 +16,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from intent_mlops.config import Config, MlflowConfig
-from intent_mlops.evaluation import Report, per_label_markdown, plot_confusion
-from intent_mlops.validation import ValidationReport
+from intent_mlops.config.params import Config, MlflowConfig
+from intent_mlops.config.redact import redact_mapping
+from intent_mlops.data.validation import ValidationReport
+from intent_mlops.evaluation.metrics import Report, per_label_markdown
+from intent_mlops.evaluation.plots import plot_confusion
 
 RESUME_TAG = "intent-mlops.resume_key"
 
@@ -70,31 +72,44 @@ def resume_key(params_md5: str, data_md5: str, data_rev: str) -> str:
     return hashlib.md5(f"{params_md5}|{data_md5}|{data_rev}".encode()).hexdigest()[:16]
 
 
+STAGE_TAG = "intent-mlops.stage"
+COMPLETE, VALIDATION_FAILED = "complete", "validation-failed"
+
+
 def open_run(
     cfg: Config, root: Path | str, tags: dict[str, str], key: str, run_name: str | None = None
 ) -> tuple[str, bool]:
-    """Reuse the unfinished run with ``key`` (crash resume) or start a new one; returns (id, resumed)."""
+    """Reuse the incomplete run with ``key`` (crash resume) or start a new one; returns (id, resumed).
+
+    "Incomplete" is this project's own stage tag, not MLflow's status: logging the model ends the
+    run as FINISHED in MLflow before the flow's last steps, and a kill in that window must still
+    resume the same run (and find its registered version) instead of training again.
+    """
     import mlflow
 
     exp_id = connect(cfg.mlflow, root)
     client = mlflow.MlflowClient()
     found = client.search_runs(
         [exp_id],
-        filter_string=f"tags.`{RESUME_TAG}` = '{key}' and attributes.status != 'FINISHED'",
+        filter_string=f"tags.`{RESUME_TAG}` = '{key}'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
-    if found and found[0].data.tags.get("intent-mlops.stage") != "validation-failed":
+    if found and found[0].data.tags.get(STAGE_TAG) not in (COMPLETE, VALIDATION_FAILED):
         run_id = found[0].info.run_id
         client.update_run(run_id, status="RUNNING")
         resumed = True
     else:
         run_id = client.create_run(exp_id, run_name=run_name, tags={RESUME_TAG: key}).info.run_id
         resumed = False
-        client.log_batch(run_id, params=[_param(k, v) for k, v in cfg.flat().items()])
-    for k, v in tags.items():
-        client.set_tag(run_id, k, v)
+        client.log_batch(run_id, params=[_param(k, v) for k, v in run_params(cfg).items()])
+    set_tags(run_id, tags)
     return run_id, resumed
+
+
+def run_params(cfg: Config) -> dict[str, str]:
+    """The config as MLflow params, credentials masked (params are readable by every UI user)."""
+    return redact_mapping(cfg.flat())
 
 
 def _param(key: str, value: Any) -> Any:
@@ -107,7 +122,7 @@ def set_tags(run_id: str, tags: dict[str, str]) -> None:
     import mlflow
 
     client = mlflow.MlflowClient()
-    for k, v in tags.items():
+    for k, v in redact_mapping(tags).items():
         client.set_tag(run_id, k, v)
 
 
@@ -162,6 +177,10 @@ def log_evaluation(run_id: str, reports: dict[str, Report]) -> dict[str, float]:
 
 
 def close_run(run_id: str, status: str = "FINISHED") -> None:
+    """End the run; a FINISHED close also marks it complete, so the next identical run starts anew."""
     import mlflow
 
-    mlflow.MlflowClient().set_terminated(run_id, status=status)
+    client = mlflow.MlflowClient()
+    if status == "FINISHED":
+        client.set_tag(run_id, STAGE_TAG, COMPLETE)
+    client.set_terminated(run_id, status=status)

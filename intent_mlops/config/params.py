@@ -51,6 +51,11 @@ class ValidationConfig:
     min_chars: int = _f(2, "Shortest allowed utterance, in characters.")
     max_chars: int = _f(512, "Longest allowed utterance, in characters.")
     max_examples: int = _f(5, "Example rows shown per failed expectation.")
+    normalise_labels: bool = _f(
+        False,
+        "Labels that differ only by case or inner spacing (Greet / greet) are refused as ambiguous; "
+        "true maps them to their most frequent spelling instead (the mapping is printed).",
+    )
 
 
 @dataclass
@@ -109,6 +114,40 @@ class MlflowConfig:
     tracking_uri: str = _f("", "Tracking URI; empty uses $MLFLOW_TRACKING_URI, else SQLite at mlruns/mlflow.db.")
     experiment: str = _f("intent-classifier", "MLflow experiment name.")
     registered_model: str = _f("intent-classifier", "Registered model name.")
+    input_example: list[str] = _f(
+        ["where is my order", "I forgot my password", "what time do you open"],
+        "Input example stored with the model (signature check, UI): synthetic by default so that no "
+        "customer text reaches model artifacts.",
+    )
+
+
+SIGNIFICANCE_TESTS = ("bootstrap", "mcnemar")
+MODEL_SECTIONS = ("data", "split", "validation", "train")
+
+
+@dataclass
+class PromotionConfig:
+    min_delta: float = _f(0.0, "Challenger must beat the champion's dev macro-F1 by at least this (absolute).")
+    significance_test: str = _f(
+        "bootstrap",
+        "bootstrap: paired bootstrap over dev examples, the one-sided interval's lower bound of the macro-F1 "
+        "gain must be above 0; mcnemar: exact McNemar test on the examples the two models disagree on.",
+    )
+    confidence: float = _f(0.95, "Confidence of the one-sided bootstrap interval / 1 - alpha of McNemar's test.")
+    bootstrap_resamples: int = _f(2000, "Paired bootstrap resamples (at least 1000).")
+    seed: int = _f(0, "Seed of the bootstrap resampling (the decision is reproducible).")
+    min_support: int = _f(5, "Intents with at least this many dev examples are checked for regressions.")
+    max_intent_drop: float = _f(0.10, "Refuse when such an intent loses more than this F1 or recall (absolute).")
+    min_macro_f1: float = _f(0.5, "Absolute floor: the challenger's dev macro-F1 must reach this (decides alone "
+                             "when there is no champion).")  # fmt: skip
+    require_approval: bool = _f(False, "Pause a passing challenger for a person to approve it in the Prefect UI.")
+    approval_timeout_seconds: int = _f(86400, "A pending approval not answered within this is refused.")
+
+
+@dataclass
+class ScheduleConfig:
+    cron: str = _f("0 3 * * *", "Cron schedule of the retrain deployment (default: daily at 03:00).")
+    timezone: str = _f("", "IANA time zone of the schedule; empty: this machine's local zone.")
 
 
 @dataclass
@@ -118,6 +157,8 @@ class Config:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    promotion: PromotionConfig = field(default_factory=PromotionConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -127,9 +168,14 @@ class Config:
         return {f"{s}.{k}": v for s, sec in self.to_dict().items() for k, v in sec.items()}
 
     def md5(self) -> str:
-        """Hash of every value: the ``params.md5`` lineage tag."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
-        return hashlib.md5(blob).hexdigest()
+        """The ``params.md5`` lineage tag: a hash of the sections that decide what model comes out.
+
+        ``mlflow``, ``promotion`` and ``schedule`` are left out: a new schedule or policy, or another
+        tracking server, is no reason to retrain (the retrain flow skips when data and this hash
+        are the champion's).
+        """
+        blob = json.dumps({k: v for k, v in self.to_dict().items() if k in MODEL_SECTIONS}, sort_keys=True)
+        return hashlib.md5(blob.encode()).hexdigest()
 
 
 class ConfigError(ValueError):
@@ -260,6 +306,15 @@ def _check(cfg: Config) -> None:
         raise ConfigError(f"train.ema_decay: expected 0 (off) or a decay in (0, 1), got {t.ema_decay}")
     if t.device not in {"auto", "cpu", "cuda"}:
         raise ConfigError(f"train.device: expected auto, cpu or cuda, got {t.device!r}")
+    p = cfg.promotion
+    if p.significance_test not in SIGNIFICANCE_TESTS:
+        raise ConfigError(
+            f"promotion.significance_test: expected one of {SIGNIFICANCE_TESTS}, got {p.significance_test!r}"
+        )
+    if not 0.5 < p.confidence < 1 or p.bootstrap_resamples < 1000:
+        raise ConfigError("promotion: confidence must be in (0.5, 1) and bootstrap_resamples >= 1000")
+    if p.min_support < 1 or not 0 <= p.max_intent_drop <= 1 or not 0 <= p.min_macro_f1 <= 1:
+        raise ConfigError("promotion: min_support >= 1, max_intent_drop and min_macro_f1 in [0, 1]")
 
 
 def describe() -> str:

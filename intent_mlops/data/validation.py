@@ -14,8 +14,30 @@ from typing import Any
 
 import pandas as pd
 
-from intent_mlops.config import ValidationConfig
-from intent_mlops.data import REQUIRED_COLUMNS, normalise_text
+from intent_mlops.config.params import ValidationConfig
+from intent_mlops.data.io import REQUIRED_COLUMNS, normalise_text
+
+#: C0 control characters except tab, LF and CR (a quoted text may span lines), and DEL.
+CONTROL_CHARS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+_BLANK = r"^\s*$"
+#: Example values longer than this are cut in reports (summary, markdown, JSON).
+MAX_EXAMPLE_CHARS = 80
+
+
+def _short(value: Any, limit: int = MAX_EXAMPLE_CHARS) -> Any:
+    """A long string cut to ``limit`` characters plus its length; containers are cut inside."""
+    if isinstance(value, str):
+        return value if len(value) <= limit else f"{value[:limit]}… ({len(value)} chars)"
+    if isinstance(value, dict):
+        return {k: _short(v, limit) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_short(v, limit) for v in value]
+    return value
+
+
+def label_key(labels: pd.Series) -> pd.Series:
+    """Labels compared without case and with whitespace runs collapsed (``Card  Arrival`` = ``card arrival``)."""
+    return labels.astype(str).str.casefold().str.split().str.join(" ")
 
 
 class ValidationError(ValueError):
@@ -111,7 +133,7 @@ class _Gate:
         result = batch.validate(suite, result_format={"result_format": "COMPLETE"})
         for r in result.results:
             self.evaluated += 1
-            as_dict = r.to_json_dict()
+            as_dict = _short(r.to_json_dict())
             self.results.append({"table": table, **as_dict})
             if r.success:
                 continue
@@ -137,6 +159,8 @@ def _problem(cfg: ValidationConfig) -> Any:
             return f"required column '{col}' is missing"
         if kind == "expect_column_values_to_not_be_null":
             return f"empty {col}"
+        if kind == "expect_column_values_to_not_match_regex" and kw.get("regex") == CONTROL_CHARS:
+            return f"control characters (e.g. NUL) in {col}"
         if kind == "expect_column_values_to_not_match_regex":
             return f"blank {col}"
         if kind == "expect_column_value_lengths_to_be_between":
@@ -164,7 +188,8 @@ def _row_rules(cfg: ValidationConfig, min_rows: int) -> list[Any]:
     for col in REQUIRED_COLUMNS:
         rules += [
             e.ExpectColumnValuesToNotBeNull(column=col),
-            e.ExpectColumnValuesToNotMatchRegex(column=col, regex=r"^\s*$"),
+            e.ExpectColumnValuesToNotMatchRegex(column=col, regex=_BLANK),
+            e.ExpectColumnValuesToNotMatchRegex(column=col, regex=CONTROL_CHARS),
         ]
     rules.append(e.ExpectColumnValueLengthsToBeBetween(column="text", min_value=cfg.min_chars, max_value=cfg.max_chars))
     return rules
@@ -198,12 +223,90 @@ def _conflicting_labels(gate: _Gate, table: str, df: pd.DataFrame) -> None:
     gate.check(f"{table}_text_labels", pairs, [rule], _problem(gate.cfg))
 
 
+def _label_spellings(labels: pd.Series) -> pd.DataFrame:
+    """One row per distinct non-blank label (index), its ``label_key``, row count and first line."""
+    present = labels[labels.notna()].astype(str)
+    table = pd.DataFrame({"label": present.to_numpy(), "line": present.index.to_numpy()})
+    table = table.groupby("label", sort=True).agg(rows=("line", "size"), first_line=("line", "first"))
+    table.insert(0, "label_key", label_key(table.index.to_series()))
+    return table[table["label_key"] != ""]  # blank labels are the blank rule's to report
+
+
+def _ambiguous_labels(gate: _Gate, table: str, df: pd.DataFrame) -> None:
+    """Labels equal but for case or whitespace runs (``Greet`` / ``greet``) would become two classes."""
+    import great_expectations as gx
+
+    spellings = _label_spellings(df["label"])
+    generic = _problem(gate.cfg)
+
+    def explain(kind: str, kw: dict[str, Any], res: dict[str, Any]) -> str:
+        if kind != "expect_column_values_to_be_unique":
+            return str(generic(kind, kw, res))
+        clashes = spellings[spellings["label_key"].duplicated(keep=False)]
+        described = [
+            (key, f"{_short(name)!r} ({rows} row(s), first on line {first})")
+            for name, key, rows, first in clashes.itertuples()
+        ]
+        groups = [" / ".join(d for k, d in described if k == key) for key in sorted({k for k, _ in described})]
+        return (
+            "labels differ only by case or spacing (ambiguous): "
+            + "; ".join(groups)
+            + " (fix the CSV, or set validation.normalise_labels: true to merge each group into its most "
+            "frequent spelling)"
+        )
+
+    rule = gx.expectations.ExpectColumnValuesToBeUnique(column="label_key")
+    gate.check(f"{table}_label_spellings", spellings, [rule], explain)
+
+
+def normalise_labels(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Merge labels equal but for case or whitespace runs into their most frequent spelling.
+
+    Ties go to the lexicographically first spelling. Returns the new frame (same index, other
+    columns untouched) and the mapping ``{original: chosen}`` of every spelling that changed, for
+    the caller to print; an empty mapping means the frame came back unchanged.
+    """
+    if "label" not in df.columns:
+        return df, {}
+    spellings = _label_spellings(df["label"])
+    mapping: dict[str, str] = {}
+    for _, group in spellings.groupby("label_key", sort=True):
+        if len(group) < 2:
+            continue
+        rows = {str(name): int(n) for name, n in group["rows"].items()}
+        chosen = min(rows, key=lambda name: (-rows[name], name))
+        mapping.update({name: chosen for name in rows if name != chosen})
+    if not mapping:
+        return df, {}
+    out = df.copy()
+    out["label"] = out["label"].replace(mapping)
+    return out, mapping
+
+
+def gate_import(
+    df: pd.DataFrame, cfg: ValidationConfig, source: str
+) -> tuple[pd.DataFrame, ValidationReport, dict[str, str]]:
+    """The raw gate for data being imported: labels normalised first when ``cfg.normalise_labels``.
+
+    Returns the (possibly normalised) frame to store, the GX report (check ``report.success``) and
+    the label mapping applied (``{}`` when none), which the caller prints.
+    """
+    mapping: dict[str, str] = {}
+    if cfg.normalise_labels:
+        df, mapping = normalise_labels(df)
+    return df, validate_raw(df, cfg, source), mapping
+
+
 def validate_raw(df: pd.DataFrame, cfg: ValidationConfig, source: str) -> ValidationReport:
-    """Gate the raw data set; ``df`` index is the CSV line number (see ``data.read_csv``)."""
+    """Gate the raw data set as given; ``df`` index is the CSV line number (see ``data.read_csv``).
+
+    Labels are not normalised here (see :func:`gate_import`): differing spellings of one label fail.
+    """
     gate = _Gate(cfg)
     if _columns_present(gate, "raw", df):
         gate.check("raw", df, _row_rules(cfg, cfg.min_rows), _problem(cfg))
         _label_counts(gate, "raw", df, cfg.min_per_label)
+        _ambiguous_labels(gate, "raw", df)
         _conflicting_labels(gate, "raw", df)
     return ValidationReport("raw", source, gate.evaluated, gate.failures, gate.results)
 

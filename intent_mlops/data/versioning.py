@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from intent_mlops.data import DataError, canonical, write_csv
+from intent_mlops.data.io import DataError, canonical, write_csv
 
 DATA_DIR = "data"
 DATA_FILE = "data/intents.csv"
@@ -77,6 +77,45 @@ def dvc_file_md5(path: Path | str) -> str:
     if len(outs) != 1 or "md5" not in outs[0]:
         raise DataError(f"{path}: expected exactly one output with an md5")
     return str(outs[0]["md5"])
+
+
+def dir_md5(files: dict[str, Path]) -> str:
+    """The ``.dir`` hash ``dvc add`` would record for a folder holding ``files`` (name -> path).
+
+    Lets a caller know what a data set *would* be tracked as without writing it to ``data/``.
+    """
+    from dvc_data.hashfile.hash_info import HashInfo
+    from dvc_data.hashfile.meta import Meta
+    from dvc_data.hashfile.tree import Tree
+
+    from intent_mlops.data.io import file_md5
+
+    tree = Tree()
+    for name, path in sorted(files.items()):
+        tree.add(tuple(Path(name).parts), Meta(size=path.stat().st_size), HashInfo("md5", file_md5(path)))
+    tree.digest()
+    return str(tree.hash_info.value)
+
+
+def is_missing_everywhere(root: Path | str, md5: str) -> bool:
+    """True only when neither the local cache nor a reachable default remote holds ``md5``.
+
+    A remote that cannot be asked (credentials, network, a missing plugin) is not "missing":
+    the caller must then fail instead of assuming the data is gone.
+    """
+    repo = _repo(root)
+    if repo.cache.local.exists(md5):
+        return False
+    try:
+        return not repo.cloud.get_remote_odb(None).exists(md5)
+    except Exception:  # any failure to ask means we do not know
+        return False
+
+
+def dvc_error(exc: BaseException) -> str:
+    """DVC's own message in one line (its errors span several lines with URLs)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:400]
 
 
 def init_project(root: Path | str, remote_url: str) -> None:

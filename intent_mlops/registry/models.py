@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from intent_mlops.config.redact import redact_mapping
+
 CHAMPION, CHALLENGER, PREVIOUS_CHAMPION = "champion", "challenger", "previous-champion"
 
 
@@ -41,7 +43,7 @@ def log_and_register(
     from mlflow.models import infer_signature
     from transformers import pipeline
 
-    from intent_mlops.training import load_model
+    from intent_mlops.model.loading import load_model
 
     run = mlflow.active_run()
     if run is None:
@@ -62,31 +64,50 @@ def log_and_register(
     )
     client = mlflow.MlflowClient()
     version = str(info.registered_model_version)
-    for key, value in tags.items():
+    for key, value in redact_mapping(tags).items():
         client.set_model_version_tag(registered_model, version, key, value)
     return RegisteredVersion(registered_model, version, run.info.run_id, info.model_uri)
 
 
 def aliases(name: str) -> dict[str, str]:
-    """alias -> version for a registered model ({} when it does not exist yet)."""
+    """alias -> version for a registered model ({} when it does not exist yet).
+
+    Only "does not exist" means "no aliases": any other registry error (a locked database, a
+    server that is down) propagates, so a caller never crowns a version on a transient failure
+    and the task's retries see the error.
+    """
     import mlflow
     from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
     try:
         model = mlflow.MlflowClient().get_registered_model(name)
-    except MlflowException:
-        return {}
+    except MlflowException as exc:
+        if exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+            return {}
+        raise
     return {alias: str(v) for alias, v in (model.aliases or {}).items()}
 
 
-def crown_if_first(name: str, version: str) -> bool:
-    """A new version becomes ``champion`` when there is none (the full policy is the promote step)."""
+def register_once(
+    model_dir: Path | str, registered_model: str, run_id: str, input_example: list[str], tags: dict[str, str]
+) -> tuple[RegisteredVersion, bool]:
+    """Register the run's model unless the run already did (a resumed run); returns (version, new).
+
+    The run is activated only to log the model and is left in whatever status it had: the flow
+    closes it when every step is done, so a crash after this point still resumes the same run.
+    """
     import mlflow
 
-    if CHAMPION in aliases(name):
-        return False
-    mlflow.MlflowClient().set_registered_model_alias(name, CHAMPION, version)
-    return True
+    existing = find_version_for_run(registered_model, run_id)
+    if existing is not None:
+        mv = mlflow.MlflowClient().get_model_version(registered_model, existing)
+        return RegisteredVersion(registered_model, existing, run_id, str(mv.source)), False
+    status = mlflow.MlflowClient().get_run(run_id).info.status
+    with mlflow.start_run(run_id=run_id):
+        version = log_and_register(model_dir, registered_model, input_example, tags)
+    mlflow.MlflowClient().update_run(run_id, status=status)  # the context ended it as FINISHED
+    return version, True
 
 
 def find_version_for_run(name: str, run_id: str) -> str | None:

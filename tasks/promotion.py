@@ -1,0 +1,163 @@
+"""Prefect tasks for the champion/challenger decision: compare, decide, approve, promote, record.
+
+Registry reads and writes retry (I/O); the comparison does not (it is compute). The decision is
+recorded in MLflow before any alias moves, and a rerun applies a recorded decision instead of
+deciding again, so a crash anywhere leaves the champion either unchanged or moved exactly once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from intent_mlops.config.params import Config
+from intent_mlops.data.io import read_csv
+from intent_mlops.data.lineage import text_hashes
+from intent_mlops.data.split import SplitPaths
+from intent_mlops.data.versioning import Splits
+from intent_mlops.evaluation.compare import Comparison, compare
+from intent_mlops.faults import failpoint
+from intent_mlops.registry import champion as champ
+from intent_mlops.registry.models import CHALLENGER, RegisteredVersion
+from intent_mlops.registry.promotion import Decision, decide, decision_from_dict
+from intent_mlops.registry.tracking import log_text
+
+PROMOTION_LIMIT = "intent-mlops-promotion"
+
+
+@task(name="read-champion", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def read_champion(name: str) -> champ.Champion | None:
+    return champ.current_champion(name)
+
+
+@task(name="log-train-set", retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
+def log_train_set(splits: Splits, run_id: str) -> int:
+    """Hashes of the train split's texts on the run: a later comparison excludes what this model saw."""
+    hashes = text_hashes(read_csv(SplitPaths.under(splits.folder).train)["text"])
+    champ.log_train_hashes(run_id, hashes)
+    return len(hashes)
+
+
+@task(name="mark-challenger", retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
+def mark_challenger(version: RegisteredVersion) -> None:
+    champ.set_alias(version.name, CHALLENGER, version.version)
+    failpoint("after-challenger")
+
+
+@task(name="compare-with-champion", retries=0, cache_policy=NO_CACHE)
+def compare_models(
+    cfg: Config, root: str, challenger_dir: Path, champion: champ.Champion | None, splits: Splits
+) -> Comparison:
+    """Both models predict the same current dev rows, minus the rows the champion trained on."""
+    dev = read_csv(SplitPaths.under(splits.folder).dev)
+    champion_dir, seen = None, None
+    if champion is not None:
+        cache = Path(root) / ".intent-mlops" / "models"
+        champion_dir = champ.fetch_model(cfg.mlflow.registered_model, champion.version, cache)
+        seen = champ.train_hashes(champion.run_id)
+    result = compare(challenger_dir, champion_dir, dev, seen, cfg.train)
+    get_run_logger().info(
+        "compared on %d dev rows (%d excluded: the champion trained on them)", len(result.lines), result.excluded_rows
+    )
+    return result
+
+
+@task(name="decide-promotion", retries=0, cache_policy=NO_CACHE)
+def decide_promotion(
+    cfg: Config, comparison: Comparison, champion: champ.Champion | None, version: RegisteredVersion
+) -> Decision:
+    """The policy of ``promotion.*``, or the decision this version already has (rerun after a crash)."""
+    recorded = champ.recorded_decision(version.name, version.version)
+    if recorded is not None:
+        get_run_logger().info("version %s already has a recorded decision: applying it", version.version)
+        return decision_from_dict(recorded)
+    decision = decide(
+        comparison.y_true, comparison.champion, comparison.challenger, cfg.promotion,
+        champion_version=champion.version if champion else None, challenger_version=version.version,
+        excluded_rows=comparison.excluded_rows, champion_labels=comparison.champion_labels,
+    )  # fmt: skip
+    get_run_logger().info("decision: %s (%s)", decision.decision, decision.reason)
+    return decision
+
+
+@task(name="record-decision", retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
+def record_decision(
+    decision: Decision, version: RegisteredVersion, comparison: Comparison, extra: dict[str, str]
+) -> dict[str, str]:
+    """Tags, JSON + markdown report and predictions on the run, description on the version."""
+    log_text(version.run_id, comparison.predictions_csv(), "promotion/dev_predictions.csv")
+    tags = champ.record_decision(version.name, version.run_id, decision, extra)
+    failpoint("after-record")
+    return tags
+
+
+@contextlib.contextmanager
+def _promotion_lock(root: str) -> Iterator[None]:
+    """A file lock on this machine; with a Prefect server also a global concurrency limit of 1,
+    so workers on other machines take turns too."""
+    with champ.promotion_lock(Path(root) / ".intent-mlops" / "promotion.lock"):
+        if not os.environ.get("PREFECT_API_URL"):
+            yield
+            return
+        from prefect.concurrency.sync import concurrency
+
+        _ensure_limit()
+        with concurrency(PROMOTION_LIMIT, occupy=1, strict=True, timeout_seconds=600):
+            yield
+
+
+def _ensure_limit() -> None:
+    from prefect import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
+        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=PROMOTION_LIMIT, limit=1))
+
+
+@task(name="promote", retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
+def promote(decision: Decision, version: RegisteredVersion, root: str) -> dict[str, Any]:
+    """Move ``champion`` if the decision says so and the champion is still the one compared against."""
+    if not decision.promoted:
+        return {"moved": False, "champion": champ.aliases(version.name).get(champ.CHAMPION)}
+    with _promotion_lock(root):
+        moved, now = champ.move_champion(version.name, version.version, decision.champion_version)
+    failpoint("after-promote")
+    if not moved:
+        get_run_logger().warning("champion moved to v%s while v%s was evaluated: not promoted", now, version.version)
+    return {"moved": moved, "champion": now}
+
+
+@task(name="recorded-decision", retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
+def recorded_decision(version: RegisteredVersion) -> Decision | None:
+    """The decision a crashed earlier attempt already recorded for this version, if any."""
+    raw = champ.recorded_decision(version.name, version.version)
+    return None if raw is None else decision_from_dict(raw)
+
+
+@task(name="announce-decision", retries=0, cache_policy=NO_CACHE)
+def announce(decision: Decision, version: RegisteredVersion, moved: bool) -> None:
+    """A Prefect event for automations (notifications, deploy hooks). Best effort: Prefect's
+    ``emit_event`` swallows most errors, so the MLflow record, written before, is the audit trail."""
+    from prefect.events import emit_event
+
+    kind = "promoted" if decision.promoted and moved else "refused"
+    emit_event(
+        event=f"intent-mlops.model.{kind}",
+        resource={
+            "prefect.resource.id": f"mlflow.model-version.{version.name}.{version.version}",
+            "prefect.resource.name": f"{version.name} v{version.version}",
+            "mlflow.run_id": version.run_id,
+        },
+        payload={
+            "decision": kind, "reason": decision.reason, "champion_version": decision.champion_version,
+            "challenger_version": decision.challenger_version, "gain": decision.gain, "ci_low": decision.ci_low,
+            "challenger_macro_f1": decision.challenger_macro_f1, "champion_macro_f1": decision.champion_macro_f1,
+        },
+    )  # fmt: skip
