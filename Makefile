@@ -16,7 +16,7 @@ export HF_HOME := $(CURDIR)/.cache/huggingface
 export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help run setup data train test lint format typecheck unit flows e2e mlflow-ui prefect-ui bench-throughput bench-accuracy clean
+.PHONY: help run setup data train retrain demo-retrain serve stop test lint format typecheck unit browser mlflow-ui prefect-ui bench-throughput bench-accuracy bench-inference clean
 
 help:  ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-18s %s\n", $$1, $$2}'
@@ -37,6 +37,25 @@ train: $(STAMP)  ## run the training flow on the workspace data
 
 run: data train  ## set up, prepare the default data, train, register: the whole job
 
+retrain: $(STAMP)  ## champion/challenger retraining on the workspace data (skips when unchanged)
+	$(BIN)/intent-mlops retrain $(ARGS)
+
+demo-retrain: data  ## a whole cycle: champion, next data batch added, retrain, decision, history
+	$(BIN)/intent-mlops retrain
+	$(BIN)/intent-mlops data generate --batch 1
+	$(BIN)/intent-mlops data add .intent-mlops/batches/batch-1.csv
+	$(BIN)/intent-mlops retrain
+	$(BIN)/intent-mlops history
+	@echo "The data version changed (data.dvc); undo with: git checkout HEAD -- data.dvc && .venv/bin/dvc checkout"
+
+PREFECT_PORT ?= 4200
+MLFLOW_PORT ?= 5000
+serve: $(STAMP)  ## Prefect UI + MLflow UI + served deployments, on loopback ports 4200 / 5000 (make stop ends them)
+	$(BIN)/python -m flows.stack start --prefect-port $(PREFECT_PORT) --mlflow-port $(MLFLOW_PORT)
+
+stop:  ## stop exactly what make serve started
+	$(BIN)/python -m flows.stack stop
+
 lint: $(STAMP)  ## ruff lint + format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -48,8 +67,16 @@ format: $(STAMP)  ## apply ruff formatting and safe fixes
 typecheck: $(STAMP)  ## mypy on the core package
 	$(BIN)/mypy
 
-test: lint typecheck  ## everything CI runs: lint, types, unit + flow + e2e tests
+test: lint typecheck browser  ## everything CI runs: lint, types, unit + flow + e2e + browser tests
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+BROWSER_STAMP := $(VENV)/.browser
+$(BROWSER_STAMP): $(STAMP)
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+	$(BIN)/pip install -q "playwright>=1.50"
+	touch $(BROWSER_STAMP)
+
+browser: $(BROWSER_STAMP)  ## the browser tests' tools: Debian's chromium (driven by playwright, no browser download)
 
 unit: $(STAMP)  ## fast unit tests only
 	$(BIN)/pytest -q -m "not slow and not e2e" $(PYTEST_ARGS)

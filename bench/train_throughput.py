@@ -48,10 +48,10 @@ NAMES = {
 
 
 def _examples(n: int) -> tuple[list[str], list[str]]:
-    import pandas as pd
+    from intent_mlops.data.io import read_csv
+    from intent_mlops.train.fit import texts_labels
 
-    df = pd.read_csv(DATA).sample(frac=1.0, random_state=0).head(n)
-    return df["text"].tolist(), df["category"].tolist()
+    return texts_labels(read_csv(DATA).sample(frac=1.0, random_state=0).head(n))  # category read as label
 
 
 def _device() -> Any:

@@ -1,94 +1,169 @@
 """``intent-mlops``: the commands a user types (see ../shared/CONVENTIONS.md).
 
 It lives beside the flows, not in the core package, because ``train`` starts a Prefect flow and
-the core stays free of Prefect.
+the core stays free of Prefect. What a command needs is checked before anything slow starts: the
+project folder, the config with its ``--set`` overrides, the ``--data-rev`` revision. A user
+error is one line on stderr and exit status 2 (``--debug`` adds the traceback); Ctrl-C / SIGTERM
+during a flow stop it cleanly (exit 130 / 143, see ``flows/interrupts.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import os
+import shlex
 import sys
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from intent_mlops.config.environment import apply_defaults, project_root
+from intent_mlops.config.environment import apply_defaults, is_project, project_root
+
+DESCRIPTION = (
+    "Keep a text intent classifier trained on your labelled data: validate the data, version it, "
+    "fine-tune, track every run in MLflow and register the model. Run it inside the project folder "
+    "(or pass --project DIR)."
+)
+EPILOG = """first steps:
+  intent-mlops data ensure            get the tracked data set (or generate the default one)
+  intent-mlops train                  train, evaluate, register; prints where the results are
+  intent-mlops data import FILE.csv   train on your own text,label CSV instead
+  intent-mlops params                 every setting of params.yaml, for --set section.key=value
+
+`intent-mlops COMMAND --help` describes one command."""
+
+FLOW_COMMANDS = ("train", "retrain")
+NO_PROJECT_COMMANDS = ("params",)
+USER_ERRORS = (
+    ("intent_mlops.config.environment", "NotAProjectError"),
+    ("intent_mlops.config.params", "ConfigError"),
+    ("intent_mlops.data.io", "DataError"),
+    ("intent_mlops.data.validation", "ValidationError"),
+    ("intent_mlops.model.loading", "UnsafeModelError"),
+    (__name__, "UserError"),
+)
+"""Errors that describe what the user asked for, not a bug: one line, exit 2. Looked up by module so
+that a fast failure never waits for the import of pandas or torch (an error of a module that was
+never imported cannot have been raised)."""
+
+
+class UserError(Exception):
+    """A wrong argument found by the CLI itself (e.g. rollback to a version that does not exist)."""
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("intent-mlops")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="intent-mlops", description=__doc__)
-    p.add_argument("--project", default=None, help="project folder (default: nearest with params.yaml)")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    t = sub.add_parser("train", help="run the training flow (validate, version, fine-tune, track, register)")
-    t.add_argument("--data-rev", default=None, help="git revision whose data.dvc to train on (default: workspace)")
-    t.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a params.yaml value, e.g. --set train.epochs=2",
+    p = argparse.ArgumentParser(
+        prog="intent-mlops",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--version", action="version", version=f"intent-mlops {_version()}")
+    p.add_argument("--project", default=None, metavar="DIR",
+                   help="project folder (default: the nearest folder upward holding params.yaml)")  # fmt: skip
+    p.add_argument("--debug", action="store_true", help="show tracebacks and every log line")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    r = sub.add_parser("retrain", help="champion/challenger: train on new data, promote only a better model")
-    r.add_argument("--data-rev", default=None, help="git revision whose data.dvc to train on (default: workspace)")
+    def add(name: str, help_: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_, description=help_, parents=[common])
+
+    def run_args(x: argparse.ArgumentParser) -> None:
+        x.add_argument("--data-rev", default=None, metavar="REV",
+                       help="train on the data that git revision REV records (default: data.dvc as it is)")  # fmt: skip
+        x.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a params.yaml value for this run, e.g. --set train.epochs=2")  # fmt: skip
+
+    run_args(add("train", "train on the tracked data, evaluate, register a new model version"))
+    r = add("retrain", "champion/challenger: train on new data, promote only a better model")
+    run_args(r)
     r.add_argument("--force", action="store_true", help="train even when the champion has this data and params")
-    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a params.yaml value for this run")  # fmt: skip
 
-    sub.add_parser("history", help="every champion decision in order: promoted, refused, rollback")
-    rb = sub.add_parser("rollback", help="move champion back (default: to previous-champion) and record why")
+    add("history", "every champion decision in order: promoted, refused, rollback")
+    rb = add("rollback", "move champion back (default: to previous-champion) and record why")
     rb.add_argument("--to", dest="to_version", default=None, metavar="VERSION", help="version to crown")
     rb.add_argument("--reason", default="manual rollback", help="recorded with the decision")
 
-    d = sub.add_parser("data", help="manage the tracked data set")
-    dsub = d.add_subparsers(dest="data_command", required=True)
-    for name, help_ in (("import", "replace the tracked data set with FILE"), ("add", "append FILE's rows")):
-        x = dsub.add_parser(name, help=help_)
+    d = add("data", "manage the tracked data set (data/, data.dvc, the DVC remote)")
+    dsub = d.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    for name, help_ in (
+        ("import", "replace the tracked data set with FILE (a text,label CSV), after validating it"),
+        ("add", "append FILE's rows to the tracked data set, after validating the result"),
+    ):
+        x = dsub.add_parser(name, help=help_, description=help_, parents=[common])
         x.add_argument("file", type=Path)
         x.add_argument("--no-push", action="store_true", help="do not push to the DVC remote")
-    g = dsub.add_parser("generate", help="write the default generated data set and track it")
+    g = dsub.add_parser("generate", help="write the default generated data set and track it", parents=[common])
     g.add_argument("--batch", type=int, default=None, metavar="N",
                    help="instead write batch N of new labelled rows (new phrasings, one new intent) "
                    "for `intent-mlops data add`")  # fmt: skip
-    dsub.add_parser("ensure", help="make data/ match data.dvc: pull it, or generate the default set")
+    dsub.add_parser("ensure", help="make data/ match data.dvc: pull it, or generate the default set", parents=[common])
 
-    sub.add_parser("prepare", help="the DVC prepare stage: data/intents.csv -> splits/")
-    sub.add_parser("params", help="list every params.yaml key with its default and meaning")
+    add("prepare", "split data/intents.csv into splits/ (the DVC prepare stage)")
+    add("params", "list every params.yaml key with its default and meaning")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    root = Path(args.project).resolve() if args.project else project_root()
-    apply_defaults(root)
-    from intent_mlops.config.params import ConfigError
-    from intent_mlops.data.io import DataError
-    from intent_mlops.data.validation import ValidationError
-
     try:
+        root = _root(args)
+        apply_defaults(root)
         return _dispatch(args, root)
-    except (DataError, ConfigError, ValidationError) as exc:
+    except Exception as exc:
+        if not _is_user_error(exc):
+            raise
+        if args.debug:
+            traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
 
+def _is_user_error(exc: BaseException) -> bool:
+    for module, name in USER_ERRORS:
+        cls = getattr(sys.modules.get(module), name, None)
+        if cls is not None and isinstance(exc, cls):
+            return True
+    return False
+
+
+def _root(args: argparse.Namespace) -> Path:
+    if args.command in NO_PROJECT_COMMANDS:
+        return Path(args.project).resolve() if args.project else project_root(required=False)
+    if args.project is None:
+        return project_root()
+    root = Path(args.project).resolve()
+    if not is_project(root):
+        from intent_mlops.config.environment import NotAProjectError
+
+        raise NotAProjectError(f"--project {args.project}: no params.yaml or .dvc there; pass the project's folder")
+    return root
+
+
 def _dispatch(args: argparse.Namespace, root: Path) -> int:
+    if args.command in FLOW_COMMANDS:
+        return _run_flow(args, root, _preflight(args, root))
+    if args.command in ("history", "rollback"):
+        return _registry_command(args, root)
+    if args.command == "params":
+        from intent_mlops.config.params import describe
+
+        print(describe())
+        return 0
     from intent_mlops.data import commands
 
-    if args.command == "train":
-        from flows.training import run_training
-
-        return run_training(root, args.data_rev, args.overrides)
-    if args.command == "retrain":
-        from flows.retraining import run_retraining
-
-        return run_retraining(root, args.data_rev, args.force, args.overrides)
-    if args.command in ("history", "rollback"):
-        from intent_mlops.registry import history as decisions
-
-        if args.command == "history":
-            return decisions.print_history(root)
-        return decisions.rollback_command(root, args.to_version, args.reason)
     if args.command == "data":
         if args.data_command in ("import", "add"):
             return commands.data_import(root, args.file, append=args.data_command == "add", push=not args.no_push)
@@ -96,15 +171,224 @@ def _dispatch(args: argparse.Namespace, root: Path) -> int:
             if args.batch is not None:
                 return commands.data_generate_batch(root, args.batch)
             return commands.data_generate(root)
-        return commands.data_ensure(root)
+        return _data_ensure(root)
     if args.command == "prepare":
         return commands.prepare(root)
-    if args.command == "params":
-        from intent_mlops.config.params import describe
-
-        print(describe())
-        return 0
     raise AssertionError(args.command)
+
+
+def _data_ensure(root: Path) -> int:
+    """``data ensure``: DVC's "cache files do not exist" warning is the normal fresh-clone case here
+    (the default set is then regenerated); a real failure is still raised with DVC's message."""
+    import logging
+
+    from dvc.logger import set_loggers_level
+
+    from intent_mlops.data import commands
+
+    with set_loggers_level(logging.ERROR):
+        return commands.data_ensure(root)
+
+
+def _registry_command(args: argparse.Namespace, root: Path) -> int:
+    from mlflow.exceptions import MlflowException
+
+    from intent_mlops.registry import history as decisions
+
+    try:
+        if args.command == "history":
+            return decisions.print_history(root)
+        return decisions.rollback_command(root, args.to_version, args.reason)
+    except ValueError as exc:  # rollback's own refusals: nothing to roll back to, already champion
+        raise UserError(str(exc)) from exc
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        raise UserError(" ".join(exc.message.split())) from exc
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a flow command was checked to need before anything slow started."""
+
+    cfg: Any
+    data_rev: str | None
+    commit: str | None  # the commit --data-rev names (None: the workspace)
+
+
+def _preflight(args: argparse.Namespace, root: Path) -> Plan:
+    """Config, overrides and revision, checked in a second: no Prefect, no MLflow, no DVC yet."""
+    from intent_mlops.config.params import load_run_config
+
+    cfg = load_run_config(root, args.overrides)
+    commit = None
+    if args.data_rev not in (None, "", "workspace"):
+        from intent_mlops.data import versioning
+        from intent_mlops.data.io import DataError
+
+        try:
+            commit = versioning.resolve_revision(root, args.data_rev)
+        except DataError as exc:
+            raise DataError(f"--data-rev {args.data_rev}: {exc}") from None
+    elif not (root / "data.dvc").exists():
+        from intent_mlops.data.io import DataError
+
+        raise DataError(
+            f"{root / 'data.dvc'}: not found: `intent-mlops data ensure` gets the default data set, "
+            "`intent-mlops data import FILE` tracks yours"
+        )
+    return Plan(cfg=cfg, data_rev=args.data_rev, commit=commit)
+
+
+def _quiet_console(debug: bool) -> None:
+    """Progress bars, the epoch lines and the summary on the console; the rest in the logs.
+
+    Set before Prefect, MLflow and transformers are imported. The Prefect flow run keeps every log
+    line at INFO (its API handler is not the console's), the MLflow run keeps params, curves and
+    reports. ``--debug`` leaves every library's console output as it was.
+    """
+    if debug:
+        return
+    import logging
+
+    quiet = {
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",  # console only: API logs stay at INFO
+        "MLFLOW_LOGGING_LEVEL": "WARNING",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # fetching the champion to compare with it
+        "TRANSFORMERS_VERBOSITY": "error",  # the "LOAD REPORT ... MISSING" table of every new head
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # "Loading weights" / "Writing model shards" bars
+    }
+    for key, value in quiet.items():
+        os.environ.setdefault(key, value)
+    # expected for a model logged from a local folder: no hub model card, no licence on record
+    logging.getLogger("mlflow.transformers").setLevel(logging.ERROR)
+    import dvc.logger  # noqa: F401  (its import installs DVC's console handlers at INFO)
+
+    for name in ("dvc", "dvc_objects", "dvc_data"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(name).propagate = False  # printed once, by DVC's own handler
+
+
+STOP_MESSAGES = ("aborted by an interrupt signal", "aborted by a termination signal", "TerminationSignal")
+"""How Prefect's crash reports for Ctrl-C / SIGTERM read (during a flow run Prefect's own SIGTERM
+handler runs first, so :func:`flows.interrupts.received` does not know yet)."""
+
+
+class _HideUserErrorTracebacks:
+    """Console filter: Prefect logs a failed task/flow with its traceback; for a user error the CLI
+    prints the one line that matters (the flow run in the UI keeps the whole record)."""
+
+    def filter(self, record: Any) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and _is_user_error(exc):
+            return False
+        from flows import interrupts
+
+        # after Ctrl-C / SIGTERM Prefect reports crashed runs; the CLI says what happened instead
+        if interrupts.received() is not None or _is_stop(exc):
+            return False
+        return not any(words in record.getMessage() for words in STOP_MESSAGES)
+
+
+def _filter_console() -> None:
+    import logging
+
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for logger in (logging.getLogger(), logging.getLogger("prefect")):
+        for handler in logger.handlers:
+            if isinstance(handler, PrefectConsoleHandler):
+                handler.addFilter(_HideUserErrorTracebacks())
+
+
+def _is_stop(exc: BaseException | None) -> bool:
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    exceptions = sys.modules.get("prefect.exceptions")
+    return exceptions is not None and isinstance(exc, exceptions.TerminationSignal)
+
+
+def _run_flow(args: argparse.Namespace, root: Path, plan: Plan) -> int:
+    from flows import interrupts
+
+    interrupts.install()
+    try:
+        _quiet_console(args.debug)
+        print(f"{args.command} on data {plan.data_rev or 'workspace'}: the Prefect and MLflow runs keep the full logs")
+        from flows.retraining import run_retraining
+        from flows.training import run_training  # imports Prefect, which sets up its console handler
+
+        if not args.debug:
+            _filter_console()
+        interrupts.start_prefect_server(Path(os.environ["PREFECT_HOME"]) / "temporary-server.log")
+        if args.command == "train":
+            return run_training(root, args.data_rev, args.overrides)
+        return run_retraining(root, args.data_rev, args.force, args.overrides)
+    except BaseException as exc:
+        if not _is_stop(exc):
+            raise
+        signum = interrupts.received() or int(getattr(exc, "signal", 0) or 2)
+        _report_stop(args, root, plan, signum)
+        return interrupts.exit_code(signum)
+    finally:
+        if plan.commit:
+            from intent_mlops.data import versioning
+
+            versioning.remove_worktree(root, plan.commit)
+        # A flow leaves a heap of millions of objects (Prefect, MLflow, GX, torch); the interpreter's
+        # last garbage collection over it took 10-40 s on a busy 2-core machine after the summary
+        # or the resume hint was printed. Nothing here needs collecting any more.
+        gc.freeze()
+
+
+def _report_stop(args: argparse.Namespace, root: Path, plan: Plan, signum: int) -> None:
+    """After Ctrl-C / SIGTERM: mark the MLflow run KILLED with the reason, say how to resume."""
+    from flows import interrupts
+
+    what = interrupts.describe(signum)
+    command = shlex.join(["intent-mlops", *sys.argv[1:]]) if sys.argv[1:] else "the same command"
+    run_id, step = None, None
+    try:
+        run_id, step = _stop_run(root, plan, what)
+    except Exception as exc:  # noqa: BLE001 - say what is known; the run stays resumable anyway
+        print(f"(could not update the MLflow run: {' '.join(str(exc).split())[:200]})", file=sys.stderr)
+    print(file=sys.stderr)
+    if run_id is None:
+        print(f"stopped by {what} before training started; nothing to resume", file=sys.stderr)
+        return
+    where = f"it resumes from step {step}" if step is not None else "no checkpoint yet, it trains from the start"
+    print(f"stopped by {what}: MLflow run {run_id} marked KILLED", file=sys.stderr)
+    print(f"rerun the same command, {where}:\n  {command}", file=sys.stderr)
+
+
+def _stop_run(root: Path, plan: Plan, what: str) -> tuple[str | None, int | None]:
+    if "mlflow" not in sys.modules:  # this process never opened a run
+        return None, None
+    from intent_mlops.data import versioning
+    from intent_mlops.registry import tracking
+
+    rev = plan.data_rev if plan.commit and plan.data_rev else versioning.WORKSPACE
+    key = tracking.resume_key(plan.cfg.md5(), versioning.recorded_md5(root, plan.commit), rev)
+    run = tracking.latest_run(plan.cfg, root, key)
+    if run is None or run.data.tags.get(tracking.STAGE_TAG) in (tracking.COMPLETE, tracking.VALIDATION_FAILED):
+        return None, None
+    step = _checkpoint_step(root / ".intent-mlops" / "runs" / run.info.run_id)
+    at = f" at step {step}" if step is not None else " before the first checkpoint"
+    tracking.mark_stopped(run.info.run_id, f"interrupted by {what}{at}")
+    return run.info.run_id, step
+
+
+def _checkpoint_step(work: Path) -> int | None:
+    """The optimizer step the run's last checkpoint holds (None: no checkpoint yet)."""
+    from intent_mlops.train.checkpoint import CHECKPOINT, STATE_FILE
+
+    for folder in (work / CHECKPOINT, work / (CHECKPOINT + ".old")):
+        if (folder / STATE_FILE).exists():
+            import torch
+
+            blob = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
+            return int(blob["state"]["global_step"])
+    return None
 
 
 if __name__ == "__main__":

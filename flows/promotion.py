@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect.artifacts import create_markdown_artifact
+from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
@@ -39,16 +40,53 @@ class Approval(RunInput):
     comment: str = Field(default="", description="Why (recorded with the decision).")
 
 
-def await_approval(decision: Decision, timeout_seconds: int) -> Decision:
-    """Pause for a person's answer in the Prefect UI; no answer within the timeout counts as refused."""
+APPROVAL_POLL_SECONDS = 5
+
+
+def await_approval(decision: Decision, timeout_seconds: int) -> tuple[Decision, dict[str, str]]:
+    """Pause for a person's answer in the Prefect UI; no answer within the timeout counts as refused.
+
+    ``pause_flow_run`` blocks this process (no deployment needed) and polls the flow run's state;
+    the form's answer comes back when someone resumes the run with input (UI or API). Returns the
+    reviewed decision and the review as ``promotion.*`` tags for the record.
+    """
     description = decision.markdown() + "\n\nApprove or refuse below."
     try:
         answer = pause_flow_run(
-            wait_for_input=Approval.with_initial_data(description=description), timeout=timeout_seconds
+            wait_for_input=Approval.with_initial_data(description=description),
+            timeout=timeout_seconds,
+            poll_interval=APPROVAL_POLL_SECONDS,
         )
-    except Exception as exc:  # Prefect raises on timeout (FlowPauseTimeout) and when it cannot pause
-        return reviewed(decision, False, "", f"no approval ({type(exc).__name__}: {exc})"[:300])
-    return reviewed(decision, answer.approve, answer.reviewer, answer.comment)
+    except Exception as exc:  # Prefect raises on timeout (FlowPauseTimeout), when it cannot pause, on no input
+        _run_again()
+        timed_out = isinstance(exc, FlowPauseTimeout)
+        note = f"no approval within {timeout_seconds} s" if timed_out else f"no approval ({type(exc).__name__}: {exc})"
+        review = {"promotion.review": "timeout" if timed_out else "no-answer", "promotion.reviewer": ""}
+        return reviewed(decision, False, "no reviewer", note[:300]), review
+    review = {
+        "promotion.review": "approved" if answer.approve else "refused",
+        "promotion.reviewer": answer.reviewer[:200],
+        "promotion.review_comment": answer.comment[:500],
+    }
+    return reviewed(decision, answer.approve, answer.reviewer, answer.comment), review
+
+
+def _run_again() -> None:
+    """After a pause that timed out, the server still holds the run as Paused (or, once its pause
+    expiry service ran, Failed), and refuses to start any task of a run that is not Running: the
+    refusal could not be recorded and the run could not finish. Put the run back to Running."""
+    from uuid import UUID
+
+    from prefect import get_client
+    from prefect.states import Running
+
+    if not flow_run.get_id():
+        return
+    run_id = UUID(str(flow_run.get_id()))
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(run_id).state
+        if state is None or not state.is_running():
+            client.set_flow_run_state(run_id, Running(message="no approval: refused"), force=True)
 
 
 def decide_and_promote(
@@ -61,13 +99,46 @@ def decide_and_promote(
     if decision is None:
         comparison = compare_models(cfg, root, model_dir, champion, splits)
         decision = decide_promotion(cfg, comparison, champion, registered)
+        review: dict[str, str] = {}
         if decision.promoted and cfg.promotion.require_approval:
-            decision = await_approval(decision, cfg.promotion.approval_timeout_seconds)
-        extra = {"prefect.flow_run_id": str(flow_run.get_id() or ""), **lineage}
+            decision, review = await_approval(decision, cfg.promotion.approval_timeout_seconds)
+        extra = {"prefect.flow_run_id": str(flow_run.get_id() or ""), **lineage, **review}
         record_decision(decision, registered, comparison, extra)
     outcome = promote(decision, registered, root)
+    if decision.promoted and not outcome["moved"]:  # the champion moved meanwhile: the record now says refused
+        decision = recorded_decision(registered) or decision
     create_markdown_artifact(
         key="promotion-decision", markdown=decision.markdown(), description=f"{decision.decision}: {decision.reason}"
     )
     announce(decision, registered, bool(outcome["moved"]))
     return {"decision": decision.decision, "reason": decision.reason, **outcome}
+
+
+def announce_rollback(name: str, tags: dict[str, str]) -> bool:
+    """The ``intent-mlops.model.rolled-back`` Prefect event of ``intent-mlops rollback``, for automations.
+
+    Best effort, and only when a Prefect API is configured: starting an ephemeral server would delay
+    an urgent rollback, and nothing can subscribe to one. The MLflow record, written before, is the
+    audit trail. Returns whether the event was handed to Prefect.
+    """
+    try:
+        from prefect.events import emit_event
+        from prefect.settings import PREFECT_API_URL
+
+        if not PREFECT_API_URL.value():
+            return False
+        target = tags["promotion.challenger_version"]
+        emit_event(
+            event="intent-mlops.model.rolled-back",
+            resource={
+                "prefect.resource.id": f"mlflow.model-version.{name}.{target}",
+                "prefect.resource.name": f"{name} v{target}",
+            },
+            payload={
+                "decision": "rollback", "from_version": tags["promotion.champion_version"], "to_version": target,
+                "reason": tags["promotion.reason"], "by": tags.get("promotion.by", ""),
+            },
+        )  # fmt: skip
+    except Exception:  # a notification only: the rollback itself is done and recorded
+        return False
+    return True

@@ -13,9 +13,20 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
+from flows.parameters import (
+    DataRev,
+    Epochs,
+    LearningRate,
+    Overrides,
+    ProjectDir,
+    RequireApproval,
+    Significance,
+    as_overrides,
+)
 from flows.promotion import decide_and_promote
 from intent_mlops.config.environment import apply_defaults
 from intent_mlops.config.params import load_run_config
+from tasks.card import model_card
 from tasks.data import gate_raw, gate_splits, prepare_splits, pull_data, record_validation
 from tasks.promotion import log_train_set
 from tasks.training import (
@@ -30,14 +41,30 @@ from tasks.training import (
 )
 
 
-@flow(name="train-intent-classifier", log_prints=True)
+@flow(name="train-intent-classifier", log_prints=True, validate_parameters=True)
 def train_flow(
-    data_rev: str | None = None, overrides: list[str] | None = None, project_dir: str = "."
+    data_rev: DataRev = None,
+    overrides: Overrides = None,
+    project_dir: ProjectDir = ".",
+    epochs: Epochs = None,
+    learning_rate: LearningRate = None,
+    significance_test: Significance = None,
+    require_approval: RequireApproval = None,
 ) -> dict[str, Any]:
-    """Train on the data of git revision ``data_rev`` (default: the workspace) and register it.
+    """Train on the data of a git revision (default: the workspace), register it and decide its promotion.
 
-    ``overrides`` are ``section.key=value`` strings applied on top of ``params.yaml``.
+    The typed fields are shortcuts for ``params.yaml`` values; ``overrides`` sets any other one.
+
+    Args:
+        data_rev: Git revision whose data.dvc to train on (branch, tag or commit); empty: the workspace.
+        overrides: Other params.yaml values as section.key=value, e.g. train.weight_decay=0.05.
+        project_dir: Project folder (params.yaml, data.dvc) on the machine that runs the flow.
+        epochs: train.epochs, the maximum number of epochs (1-100); empty: params.yaml.
+        learning_rate: train.learning_rate, the peak AdamW learning rate; empty: params.yaml.
+        significance_test: promotion.significance_test, paired bootstrap or McNemar; empty: params.yaml.
+        require_approval: promotion.require_approval, pause for a person to approve; empty: params.yaml.
     """
+    overrides = as_overrides(overrides, epochs, learning_rate, significance_test, require_approval)
     root = str(Path(project_dir).resolve())
     apply_defaults(root)  # a worker or `flow.serve` process never ran the CLI that sets them
     cfg = load_run_config(root, overrides)
@@ -55,6 +82,7 @@ def train_flow(
         lineage = {**lineage, "splits.md5": splits.md5}
         registered = register(cfg, result, run_id, lineage)
         decision = decide_and_promote(cfg, root, registered, result.model_dir, splits, lineage)
+        model_card(cfg, registered, splits, str(flow_run.get_id() or ""))
         aliases = read_aliases(registered.name)
     except BaseException:
         close_run(run_id, "FAILED")
@@ -80,15 +108,23 @@ def train_flow(
 def print_outcome(root: Path, out: dict[str, Any]) -> None:
     """What a person needs after a run: metrics, this version's aliases, the decision, the UIs."""
     from intent_mlops.config.redact import redact
+    from intent_mlops.registry import tracking
     from intent_mlops.registry.tracking import tracking_uri
 
     m = out["metrics"]
     print()
     print(f"dev:  accuracy {m['dev_accuracy']:.4f}  macro-F1 {m['dev_macro_f1']:.4f}")
     print(f"test: accuracy {m['test_accuracy']:.4f}  macro-F1 {m['test_macro_f1']:.4f}")
-    mine = ", ".join(a for a, v in sorted(out["aliases"].items()) if v == out["version"]) or "no alias"
-    print(f"registered {out['registered_model']} version {out['version']}: {mine}")
-    print(f"decision: {out['decision']['decision']}: {out['decision']['reason']}")
+    mine = ", ".join(a for a, v in sorted(out["aliases"].items()) if v == out["version"]) or "none"
+    print(f"registered {out['registered_model']} version {out['version']}; aliases of this version: {mine}")
+    earlier = tracking.duplicate_version(out["registered_model"], out["version"])
+    if earlier:
+        print(
+            f"note: this retrains the same data and params as version {earlier} "
+            f"(tagged {tracking.DUPLICATE_OF_VERSION}={earlier})"
+        )
+    decision, reason = out["decision"]["decision"], out["decision"]["reason"]
+    print(f"decision: {reason}" if reason.startswith(decision) else f"decision: {decision}: {reason}")
     champion = out["aliases"].get("champion")
     print(f"champion is version {champion}" if champion else "there is no champion yet")
     print(f"MLflow run {out['run_id']}, data {out['data_md5']}, splits {out['splits_md5']}")

@@ -20,9 +20,22 @@ from intent_mlops.data.split import SplitPaths, load_splits
 from intent_mlops.registry import tracking
 
 
-@task(name="pull-data", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def retry_on_io_only(task: Any, task_run: Any, state: Any) -> bool:
+    """``retry_condition_fn``: retry what a second try can fix (a remote, the network), not a user
+    error (:class:`~intent_mlops.data.io.DataError`: an unknown revision, a revision without
+    ``data.dvc``, uncommitted changes in ``data/``), which fails at once with its message."""
+    exc = state.data if isinstance(state.data, BaseException) else None
+    if exc is None:
+        try:
+            exc = state.result(raise_on_failure=False)
+        except Exception:  # a result we cannot read: keep the retry policy
+            return True
+    return not isinstance(exc, data_io.DataError)
+
+
+@task(name="pull-data", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_io_only, cache_policy=NO_CACHE)
 def pull_data(root: str, data_rev: str | None) -> versioning.DataVersion:
-    """DVC pull of exactly the data that ``data_rev`` records (I/O: retried)."""
+    """DVC pull of exactly the data that ``data_rev`` records (I/O: retried; user errors are not)."""
     version = versioning.pull(root, data_rev)
     get_run_logger().info("data %s at rev %s (%s)", version.data_md5, version.rev, version.raw_csv)
     return version

@@ -36,6 +36,11 @@ def read_champion(name: str) -> champ.Champion | None:
     return champ.current_champion(name)
 
 
+@task(name="refused-before", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def refused_before(name: str, data_md5: str, params_md5: str, champion_version: str) -> str | None:
+    return champ.refused_before(name, data_md5, params_md5, champion_version)
+
+
 @task(name="log-train-set", retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
 def log_train_set(splits: Splits, run_id: str) -> int:
     """Hashes of the train split's texts on the run: a later comparison excludes what this model saw."""

@@ -6,11 +6,13 @@ checkpoint instead); calls to the tracking store are.
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import TerminationSignal
 
 from intent_mlops.config.params import Config
 from intent_mlops.data import versioning
@@ -41,7 +43,14 @@ def open_run(
     }
     key = tracking.resume_key(cfg.md5(), version.data_md5, version.rev)
     run_id, resumed = tracking.open_run(cfg, root, tags, key, run_name)
-    get_run_logger().info("MLflow run %s (%s)", run_id, "resumed" if resumed else "new")
+    logger = get_run_logger()
+    logger.info("MLflow run %s (%s)", run_id, "resumed" if resumed else "new")
+    earlier_run = None if resumed else tracking.duplicate_of(run_id)
+    if earlier_run:
+        earlier = tracking.version_of_run(cfg.mlflow.registered_model, earlier_run)
+        what = f"version {earlier} (MLflow run {earlier_run})" if earlier else f"MLflow run {earlier_run}"
+        tag = f"{tracking.DUPLICATE_OF_VERSION}={earlier}" if earlier else f"{tracking.DUPLICATE_OF_RUN}={earlier_run}"
+        logger.warning("this retrains the same data and params as %s; the new version gets the tag %s", what, tag)
     return run_id, tags
 
 
@@ -105,6 +114,9 @@ def register(cfg: Config, result: TrainResult, run_id: str, lineage: dict[str, s
     )
     state = "registered" if new else "already registered by this run:"
     get_run_logger().info("%s %s version %s", state, version.name, version.version)
+    earlier = tracking.mark_duplicate_version(version.name, version.version, run_id)
+    if earlier:
+        get_run_logger().info("version %s duplicates version %s (same data and params)", version.version, earlier)
     failpoint("after-register")
     return version
 
@@ -114,9 +126,26 @@ def read_aliases(name: str) -> dict[str, str]:
     return registry.aliases(name)
 
 
+STOPPED = (KeyboardInterrupt, TerminationSignal)
+"""A person or a signal stopped the run (Ctrl-C, SIGTERM, a Prefect cancellation): KILLED, not FAILED."""
+
+
+def end_status(exc: BaseException) -> tuple[str, str]:
+    """MLflow status and ``intent-mlops.stop_reason`` for a run that ``exc`` ended."""
+    if isinstance(exc, STOPPED):
+        sig = getattr(exc, "signal", None)
+        return "KILLED", f"stopped by signal {signal.Signals(sig).name}" if sig else "stopped by Ctrl-C (SIGINT)"
+    return "FAILED", f"{type(exc).__name__}: {exc}"
+
+
 @task(name="close-mlflow-run", retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
-def close_run(run_id: str, status: str, root: str | None = None) -> None:
-    tracking.close_run(run_id, status)
+def close_run(run_id: str, status: str | BaseException, root: str | None = None) -> None:
+    """End the MLflow run. ``status`` is FINISHED / FAILED / KILLED, or the exception that ended the
+    flow (mapped by :func:`end_status`, its reason kept as a tag); checkpoints go once it FINISHED."""
+    reason = None
+    if isinstance(status, BaseException):
+        status, reason = end_status(status)
+    tracking.close_run(run_id, status, reason)
     if status == "FINISHED" and root is not None:
         remove_work(work_dir(root, run_id))
 

@@ -11,12 +11,31 @@ import sys
 from pathlib import Path
 
 
-def project_root(start: Path | str | None = None) -> Path:
-    """The nearest folder upward holding ``params.yaml`` or ``.dvc`` (else ``start`` itself)."""
+class NotAProjectError(ValueError):
+    """A command that reads or writes the project ran outside one."""
+
+
+def is_project(folder: Path | str) -> bool:
+    folder = Path(folder)
+    return (folder / "params.yaml").is_file() or (folder / ".dvc").is_dir()
+
+
+def project_root(start: Path | str | None = None, *, required: bool = True) -> Path:
+    """The nearest folder upward from ``start`` (default: the working directory) holding
+    ``params.yaml`` or ``.dvc``.
+
+    None found: :class:`NotAProjectError` (before anything is written), or ``start`` itself
+    when ``required`` is false.
+    """
     here = Path(start or os.getcwd()).resolve()
     for folder in (here, *here.parents):
-        if (folder / "params.yaml").exists() or (folder / ".dvc").is_dir():
+        if is_project(folder):
             return folder
+    if required:
+        raise NotAProjectError(
+            f"not inside an intent-mlops project (no params.yaml or .dvc found from {here} upward): "
+            "cd into the project or pass --project DIR"
+        )
     return here
 
 

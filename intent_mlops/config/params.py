@@ -221,7 +221,8 @@ def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(raw) - names
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(names)}")
+        at = where.rstrip(". :")
+        raise ConfigError(f"{at + ': ' if at else ''}unknown key(s) {sorted(unknown)}; known: {sorted(names)}")
     kwargs: dict[str, Any] = {}
     for name, value in raw.items():
         typ = hints[name]
@@ -239,12 +240,16 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair:
-            raise ConfigError(f"override {pair!r}: expected section.key=value")
+            raise ConfigError(f"--set {pair}: expected section.key=value, e.g. train.epochs=3")
         key, value = pair.split("=", 1)
         parts = key.strip().split(".")
-        if len(parts) != 2:
-            raise ConfigError(f"override {pair!r}: expected section.key=value")
-        out.setdefault(parts[0], {})[parts[1]] = yaml.safe_load(value) if value else ""
+        if len(parts) != 2 or not all(parts):
+            raise ConfigError(f"--set {pair}: expected section.key=value, e.g. train.epochs=3")
+        try:
+            parsed = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            parsed = value  # not a YAML scalar: keep the text, the field's type decides
+        out.setdefault(parts[0], {})[parts[1]] = parsed
     return out
 
 
@@ -285,10 +290,31 @@ def load_run_config(root: Path | str, overrides: list[str] | None = None) -> Con
     ``split.*`` cannot be overridden: they are the DVC ``prepare`` stage's params, and a value
     that only lived on a command line would leave ``dvc.lock`` describing other splits.
     """
-    nested = parse_overrides(overrides or [])
-    if "split" in nested:
-        raise ConfigError("split.* are the DVC prepare stage's params: edit params.yaml so dvc.lock records them")
-    return load_config(Path(root) / "params.yaml", nested)
+    path = Path(root) / "params.yaml"
+    try:
+        load_config(path)  # the file's own errors name the file
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:200]})") from None
+    nested: dict[str, Any] = {}
+    for pair in overrides or []:  # each override's errors name the override
+        one = parse_overrides([pair])
+        if "split" in one:
+            raise ConfigError(
+                f"--set {pair}: split.* are the DVC prepare stage's params: edit params.yaml so dvc.lock records them"
+            )
+        try:
+            load_config(path, one)
+        except ConfigError as exc:
+            ((section, values),) = one.items()
+            reason = str(exc).removeprefix(f"{path}: ")
+            for prefix in (f"{section}.{next(iter(values))}: ", f"{section}: "):
+                reason = reason.removeprefix(prefix)
+            raise ConfigError(f"--set {pair}: {reason}") from None
+        nested = _merge(nested, one)
+    try:
+        return load_config(path, nested)
+    except ConfigError as exc:  # valid one by one, not together (e.g. two ratios)
+        raise ConfigError(f"--set {' --set '.join(overrides or [])}: {exc}") from None
 
 
 def _check(cfg: Config) -> None:

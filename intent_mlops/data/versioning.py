@@ -145,12 +145,71 @@ def track(root: Path | str, df: pd.DataFrame, *, push: bool = True) -> str:
     return dvc_file_md5(root / DATA_DVC)
 
 
+WORKTREES = ".intent-mlops/worktrees"
+
+
+def resolve_revision(root: Path | str, rev: str) -> str:
+    """The commit ``rev`` names, checked to record a ``data.dvc``; a :class:`DataError` otherwise.
+
+    Cheap (two git calls, no DVC): the CLI checks ``--data-rev`` with it before a flow starts,
+    and a wrong revision is a user error, not something a retry can fix.
+    """
+    found = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    if found.returncode != 0:
+        if subprocess.run(["git", "rev-parse", "--git-dir"], cwd=root, capture_output=True).returncode != 0:
+            raise DataError(f"{root} is not a git repository: --data-rev needs the project's git history")
+        raise DataError(f"unknown git revision {rev!r} (list commits with `git log --oneline -- {DATA_DVC}`)")
+    sha = found.stdout.strip()
+    has = subprocess.run(["git", "cat-file", "-e", f"{sha}:{DATA_DVC}"], cwd=root, capture_output=True)
+    if has.returncode != 0:
+        raise DataError(f"revision {rev!r} ({sha[:10]}) has no {DATA_DVC}: it predates the tracked data")
+    return sha
+
+
+def recorded_md5(root: Path | str, rev: str | None = None) -> str:
+    """The data hash ``data.dvc`` records in the workspace (``rev`` None) or in commit ``rev``."""
+    root = Path(root)
+    if rev in (None, "", WORKSPACE):
+        return dvc_file_md5(root / DATA_DVC)
+    text = git(root, "show", f"{resolve_revision(root, str(rev))}:{DATA_DVC}")
+    outs = (yaml.safe_load(text) or {}).get("outs") or []
+    if len(outs) != 1 or "md5" not in outs[0]:
+        raise DataError(f"{DATA_DVC} at {rev!r}: expected exactly one output with an md5")
+    return str(outs[0]["md5"])
+
+
+def worktree_path(root: Path | str, sha: str, scratch: Path | str | None = None) -> Path:
+    """Where the detached worktree of commit ``sha`` is made (``.intent-mlops/worktrees/<sha>``)."""
+    return (Path(scratch) if scratch else Path(root).resolve() / WORKTREES) / sha
+
+
+def remove_worktree(root: Path | str, sha: str, scratch: Path | str | None = None) -> bool:
+    """Remove the worktree :func:`pull` made for ``sha`` (the DVC cache is the project's and stays).
+
+    Returns whether there was one. Splits reproduced there are in the shared DVC cache already, so
+    a later run on the same revision checks them out again instead of recomputing them.
+    """
+    work = worktree_path(root, sha, scratch)
+    if not work.exists():
+        return False
+    done = subprocess.run(["git", "worktree", "remove", "--force", str(work)], cwd=root, capture_output=True)
+    if done.returncode != 0 or work.exists():  # not registered any more (e.g. moved project): plain folder
+        shutil.rmtree(work, ignore_errors=True)
+    subprocess.run(["git", "worktree", "prune"], cwd=root, capture_output=True)
+    return True
+
+
 def pull(root: Path | str, rev: str | None = None, scratch: Path | str | None = None) -> DataVersion:
     """Materialise the data of git revision ``rev`` (None: the workspace's ``data.dvc``)."""
     root = Path(root).resolve()
     if rev in (None, "", WORKSPACE):
         return _pull_workspace(root)
-    return _pull_revision(root, str(rev), Path(scratch) if scratch else root / ".intent-mlops" / "worktrees")
+    return _pull_revision(root, str(rev), Path(scratch) if scratch else root / WORKTREES)
 
 
 def _pull_workspace(root: Path) -> DataVersion:
@@ -181,12 +240,8 @@ def _pull_workspace(root: Path) -> DataVersion:
 
 
 def _pull_revision(root: Path, rev: str, scratch: Path) -> DataVersion:
-    sha = git(root, "rev-parse", "--verify", f"{rev}^{{commit}}")
-    try:
-        git(root, "cat-file", "-e", f"{sha}:{DATA_DVC}")
-    except DataError:
-        raise DataError(f"revision {rev!r} ({sha[:10]}) has no {DATA_DVC}") from None
-    work = scratch / sha
+    sha = resolve_revision(root, rev)
+    work = worktree_path(root, sha, scratch)
     if not work.exists():
         scratch.mkdir(parents=True, exist_ok=True)
         git(root, "worktree", "prune")

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ DECISION_TAG = "promotion.decision"
 DECISION_DIR = "promotion"
 KIND_TAG = "intent-mlops.kind"
 TRAIN_HASHES = "lineage/train_text_hashes.txt"
+ORIGIN_FILE = ".intent-mlops-origin"  # run id + source of a cached model copy
 
 
 @dataclass(frozen=True)
@@ -68,23 +69,36 @@ def fetch_model(name: str, version: str, cache: Path) -> Path:
     The transformers flavour stores weights and config under ``model/`` and the tokenizer under
     ``components/tokenizer``; :func:`intent_mlops.model.loading.load_model` reads both.
     """
-    import mlflow
-
-    target = cache / f"{name}-v{version}"
-    if (target / "MLmodel").exists():
-        return target
-    source = mlflow.MlflowClient().get_model_version_download_uri(name, version)
-    tmp = cache / f".{name}-v{version}.partial"
     import shutil
 
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    mv = client.get_model_version(name, version)
+    source = client.get_model_version_download_uri(name, version)
+    # A version number is not an identity: a new store (mlruns/ removed, another tracking server)
+    # numbers its versions from 1 again. The copy is reused only if it came from this version's run.
+    origin = f"{mv.run_id}\n{source}\n"
+    target = cache / f"{name}-v{version}"
+    if (target / "MLmodel").exists() and _read(target / ORIGIN_FILE) == origin:
+        return target
+    tmp = cache / f".{name}-v{version}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(tmp))
     inner = next(p.parent for p in tmp.rglob("MLmodel"))
+    (inner / ORIGIN_FILE).write_text(origin)
     shutil.rmtree(target, ignore_errors=True)
     inner.rename(target)
     shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
 
 
 def log_train_hashes(run_id: str, hashes: list[str]) -> None:
@@ -150,18 +164,59 @@ def move_champion(name: str, to_version: str, expected: str | None) -> tuple[boo
     """Crown ``to_version`` if the champion is still ``expected``; call under :func:`promotion_lock`.
 
     Returns (moved, champion now). Idempotent: a rerun after a crash that already moved the
-    alias finds ``to_version`` crowned and reports success without moving anything again.
+    alias finds ``to_version`` crowned and reports success without moving anything again. When
+    the champion moved meanwhile (a racing promotion, a rollback), nothing moves and the version's
+    recorded "promoted" decision is amended to "refused", so the history never shows two winners.
     """
     current = aliases(name).get(CHAMPION)
     if current == to_version:
         return True, current
     if current != expected:
+        _record_superseded(name, to_version, expected, current)
         return False, current
     if current is not None:
         set_alias(name, PREVIOUS_CHAMPION, current)
     set_alias(name, CHAMPION, to_version)
     describe_aliases(name)
     return True, to_version
+
+
+def _record_superseded(name: str, version: str, expected: str | None, current: str | None) -> None:
+    """Amend a "promoted" record whose alias move lost: tags, JSON + markdown report, description."""
+    import mlflow
+
+    from intent_mlops.registry.promotion import Criterion, decision_from_dict
+
+    client = mlflow.MlflowClient()
+    mv = client.get_model_version(name, version)
+    run_id = str(mv.run_id or "")
+    if (mv.tags or {}).get(DECISION_TAG) != "promoted" or not run_id:
+        return
+    detail = (
+        f"the champion moved from {_v(expected)} to {_v(current)} while version {version} was compared with "
+        f"{_v(expected)}: not promoted (a retrain compares it with the current champion)"
+    )
+    reason = f"refused: {detail}."
+    tags = {
+        DECISION_TAG: "refused", "promotion.reason": reason, "promotion.superseded_by": current or "none",
+        "promotion.superseded_at": _now(),
+    }  # fmt: skip
+    raw: dict[str, Any] | None
+    try:
+        raw = dict(json.loads(mlflow.artifacts.load_text(f"runs:/{run_id}/{DECISION_DIR}/decision.json")))
+    except Exception:  # no report (a hand-set tag): amend the tags alone
+        raw = None
+    if raw is not None:
+        raw["decision"], raw["reason"] = "refused", reason
+        raw["criteria"] = [*raw.get("criteria", []), asdict(Criterion("champion_unchanged", False, None, None, detail))]
+        raw["record"] = {**raw.get("record", {}), **tags}
+        client.log_text(run_id, json.dumps(raw, indent=2, default=str), f"{DECISION_DIR}/decision.json")
+        markdown = redact(decision_from_dict(raw).markdown())
+        client.log_text(run_id, markdown, f"{DECISION_DIR}/decision.md")
+        client.update_model_version(name, version, description=markdown)
+    for key, value in redact_mapping(tags).items():
+        client.set_model_version_tag(name, version, key, value)
+        client.set_tag(run_id, key, value)
 
 
 def describe_aliases(name: str) -> None:
@@ -189,7 +244,22 @@ def _v(version: str | None) -> str:
 
 
 def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    """UTC with microseconds: decisions seconds apart (a rollback right after a promotion) keep their order."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _order(row: dict[str, str]) -> tuple[datetime, int, str]:
+    """History order: decision time (records with or without fractional seconds), then version."""
+    raw = row.get("promotion.time", "")
+    when = datetime.min.replace(tzinfo=UTC)
+    for fmt in ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ"):
+        try:
+            when = datetime.strptime(raw, fmt).replace(tzinfo=UTC)
+            break
+        except ValueError:
+            continue
+    version = row.get("promotion.challenger_version", "")
+    return when, int(version) if version.isdigit() else -1, row.get("run_id", "")
 
 
 def rollback(
@@ -233,4 +303,19 @@ def history(experiment_id: str) -> list[dict[str, str]]:
         [experiment_id], filter_string=f"tags.`{DECISION_TAG}` LIKE '%'", max_results=5000
     )
     rows = [{**dict(r.data.tags), "run_id": r.info.run_id} for r in runs]
-    return sorted(rows, key=lambda t: (t.get("promotion.time", ""), t.get("promotion.challenger_version", "")))
+    return sorted(rows, key=_order)
+
+
+def refused_before(name: str, data_md5: str, params_md5: str, champion_version: str) -> str | None:
+    """The latest version trained on this data and these params that was refused against this
+    champion: retraining would only decide the same again (None when there is none)."""
+    import mlflow
+
+    found = mlflow.MlflowClient().search_model_versions(
+        f"name='{name}' and tags.`data.md5` = '{data_md5}' and tags.`params.md5` = '{params_md5}'"
+    )
+    for mv in sorted(found, key=lambda m: -int(m.version)):
+        tags = mv.tags or {}
+        if tags.get(DECISION_TAG) == "refused" and tags.get("promotion.champion_version") == champion_version:
+            return str(mv.version)
+    return None

@@ -7,6 +7,7 @@ pointed at the same tracking server.
 from __future__ import annotations
 
 import getpass
+from collections.abc import Callable
 from pathlib import Path
 
 from intent_mlops.config.params import load_config
@@ -40,11 +41,21 @@ def print_history(root: Path) -> int:
     return 0
 
 
-def rollback_command(root: Path, to_version: str | None, reason: str) -> int:
+def rollback_command(
+    root: Path,
+    to_version: str | None,
+    reason: str,
+    on_rollback: Callable[[str, dict[str, str]], object] | None = None,
+) -> int:
+    """Move ``champion`` back and record it; ``on_rollback(model name, recorded tags)`` runs after the
+    record is written (the CLI passes ``flows.promotion.announce_rollback``: a Prefect event; the core
+    imports no Prefect)."""
     cfg = load_config(root / "params.yaml")
     exp_id = connect(cfg.mlflow, root)
     lock = root / ".intent-mlops" / "promotion.lock"
     tags = champion.rollback(cfg.mlflow.registered_model, exp_id, to_version, reason, getpass.getuser(), lock)
+    if on_rollback is not None:
+        on_rollback(cfg.mlflow.registered_model, tags)
     print(
         f"champion: v{tags['promotion.champion_version']} -> v{tags['promotion.challenger_version']} "
         f"(recorded as a rollback by {tags['promotion.by']}: {tags['promotion.reason']})"

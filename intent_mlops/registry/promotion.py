@@ -422,6 +422,111 @@ def _regression(per_intent: list[dict[str, Any]], compared_support: dict[str, in
     return Criterion("no_intent_regression", not offenders, float(worst), float(cfg.max_intent_drop), detail)
 
 
+@dataclass
+class _Encoded:
+    """Dev labels and predictions as indices into one sorted label vocabulary."""
+
+    vocab: list[str]
+    yt: np.ndarray
+    chall: np.ndarray
+    champ: np.ndarray | None
+
+    @property
+    def k(self) -> int:
+        return len(self.vocab)
+
+
+def _encode(
+    y_true: Sequence[str], champion: Sequence[str] | None, challenger: Sequence[str], known: Sequence[str] | None
+) -> _Encoded:
+    n = len(y_true)
+    if n == 0:
+        raise ValueError("cannot decide on an empty dev set")
+    if len(challenger) != n or (champion is not None and len(champion) != n):
+        raise ValueError("predictions must have one entry per dev example")
+    vocab = sorted(set(y_true) | set(challenger) | set(champion or ()) | set(known or ()))
+    index = {name: i for i, name in enumerate(vocab)}
+
+    def enc(xs: Sequence[str]) -> np.ndarray:
+        return np.fromiter((index[x] for x in xs), dtype=np.int64, count=n)
+
+    return _Encoded(vocab, enc(y_true), enc(challenger), None if champion is None else enc(champion))
+
+
+def _floor(e: _Encoded, cfg: PromotionPolicy) -> Criterion:
+    value = macro_f1(e.yt, e.chall, e.k)
+    return Criterion(
+        "min_macro_f1",
+        value >= cfg.min_macro_f1 - _EPS,
+        value,
+        float(cfg.min_macro_f1),
+        f"challenger dev macro-F1 on all {len(e.yt)} rows {value:.4f} vs floor {cfg.min_macro_f1:.4f}",
+    )
+
+
+def _significance(interval: Interval, e: _Encoded, rows: np.ndarray, cfg: PromotionPolicy, scope: str) -> Criterion:
+    """(b): the bootstrap interval's lower bound above 0, or McNemar's exact test, per the policy."""
+    if cfg.significance_test == "bootstrap":
+        return Criterion(
+            "significance",
+            interval.low > 0.0,
+            interval.low,
+            0.0,
+            f"paired bootstrap ({interval.resamples} resamples, seed {cfg.seed}) {scope}: one-sided "
+            f"{cfg.confidence:.0%} lower bound of the gain {interval.low:+.4f} must be > 0 "
+            f"(p = {interval.p_value:.4f})",
+        )
+    assert e.champ is not None
+    test = mcnemar(e.yt[rows], e.champ[rows], e.chall[rows], confidence=cfg.confidence)
+    return Criterion(
+        "significance",
+        test.significant,
+        test.p_value,
+        1.0 - cfg.confidence,
+        f"exact McNemar {scope}: champion-only right b={test.b}, challenger-only right c={test.c}, "
+        f"one-sided p = {test.p_value:.4g} must be < {1.0 - cfg.confidence:.4g} with c > b",
+    )
+
+
+def _comparison(
+    e: _Encoded, known: np.ndarray, new_intents: list[str], per_intent: list[dict[str, Any]], cfg: PromotionPolicy
+) -> tuple[list[Criterion], dict[str, Any]]:
+    """Criteria (a)-(c) on the rows whose intent the champion knows, and the numbers they rest on."""
+    assert e.champ is not None
+    rows = known[e.yt]
+    m, n = int(rows.sum()), len(e.yt)
+    if m == 0:
+        none = f"no dev rows of intents the champion knows (new: {', '.join(new_intents)})"
+        criteria = [
+            Criterion("min_delta", False, None, float(cfg.min_delta), none),
+            Criterion("significance", False, None, None, none),
+            Criterion("no_intent_regression", True, None, float(cfg.max_intent_drop), none),
+        ]
+        nums: dict[str, Any] = {"champion_macro_f1": None, "gain": None, "ci_low": None, "ci_high": None}
+        nums["p_value"] = None
+        return criteria, nums | {"challenger_macro_f1": macro_f1(e.yt, e.chall, e.k), "compared_rows": 0}
+    scope = f"on the {m} of {n} rows whose intent the champion knows" if new_intents else f"on {n} rows"
+    yt, champ, chall = e.yt[rows], e.champ[rows], e.chall[rows]
+    champion_f1 = macro_f1(yt, champ, e.k, average_over=known)
+    challenger_f1 = macro_f1(yt, chall, e.k, average_over=known)
+    interval = paired_bootstrap(yt, champ, chall, e.k, resamples=cfg.bootstrap_resamples, confidence=cfg.confidence,
+                                seed=cfg.seed, average_over=known)  # fmt: skip
+    delta = Criterion(
+        "min_delta",
+        interval.gain >= cfg.min_delta - _EPS,
+        interval.gain,
+        float(cfg.min_delta),
+        f"macro-F1 {champion_f1:.4f} -> {challenger_f1:.4f} ({interval.gain:+.4f}) {scope}",
+    )
+    significance = _significance(interval, e, rows, cfg, scope)
+    support = {name: int(np.sum(yt == i)) for i, name in enumerate(e.vocab)}
+    criteria = [delta, significance, _regression(per_intent, support, cfg)]
+    nums = {"champion_macro_f1": champion_f1, "challenger_macro_f1": challenger_f1, "gain": interval.gain,
+            "ci_low": interval.low, "ci_high": interval.high, "p_value": significance.value
+            if cfg.significance_test == "mcnemar" else interval.p_value, "compared_rows": m}  # fmt: skip
+    return criteria, nums
+
+
 def decide(
     y_true_labels: Sequence[str],
     champion_pred: Sequence[str] | None,
@@ -439,157 +544,47 @@ def decide(
     champion model's label set: intents outside it are new (reported, not held against the challenger),
     so (a)-(c) compare the two models on rows whose true intent the champion could have predicted.
     """
-    n = len(y_true_labels)
-    if n == 0:
-        raise ValueError("cannot decide on an empty dev set")
-    if len(challenger_pred) != n or (champion_pred is not None and len(champion_pred) != n):
-        raise ValueError("predictions must have one entry per dev example")
     if cfg.significance_test not in ("bootstrap", "mcnemar"):
         raise ValueError(f"significance_test must be bootstrap or mcnemar, got {cfg.significance_test!r}")
-
-    names = set(y_true_labels) | set(challenger_pred) | set(champion_pred or ()) | set(champion_labels or ())
-    vocab = sorted(names)
-    index = {name: i for i, name in enumerate(vocab)}
-    yt = np.fromiter((index[x] for x in y_true_labels), dtype=np.int64, count=n)
-    chall = np.fromiter((index[x] for x in challenger_pred), dtype=np.int64, count=n)
-    k = len(vocab)
-    challenger_all = macro_f1(yt, chall, k)
-    floor = Criterion(
-        "min_macro_f1",
-        challenger_all >= cfg.min_macro_f1 - _EPS,
-        challenger_all,
-        float(cfg.min_macro_f1),
-        f"challenger dev macro-F1 on all {n} rows {challenger_all:.4f} vs floor {cfg.min_macro_f1:.4f}",
-    )
+    e = _encode(y_true_labels, champion_pred, challenger_pred, champion_labels)
+    floor = _floor(e, cfg)
     common: dict[str, Any] = {
         "champion_version": champion_version,
         "challenger_version": challenger_version,
         "excluded_rows": int(excluded_rows),
-        "n_examples": n,
+        "n_examples": len(e.yt),
         "config": _policy_dict(cfg),
     }
-
-    if champion_pred is None:
-        known = np.ones(k, dtype=bool)
-        per_intent = _per_intent(yt, chall, None, known, vocab)
+    if e.champ is None:
+        assert floor.value is not None
+        verdict = "reaches" if floor.passed else "is below"
         reason = (
-            f"promoted: no champion yet and the challenger's dev macro-F1 {challenger_all:.4f} reaches the floor "
-            f"{cfg.min_macro_f1:.4f}."
-            if floor.passed
-            else f"refused: no champion yet and the challenger's dev macro-F1 {challenger_all:.4f} is below the floor "
-            f"{cfg.min_macro_f1:.4f} (min_macro_f1)."
+            f"{'promoted' if floor.passed else 'refused'}: no champion yet and the challenger's dev macro-F1 "
+            f"{floor.value:.4f} {verdict} the floor {cfg.min_macro_f1:.4f}"
+            + ("." if floor.passed else " (min_macro_f1).")
         )
         return Decision(
-            decision="promoted" if floor.passed else "refused",
-            reason=reason,
-            champion_macro_f1=None,
-            challenger_macro_f1=challenger_all,
-            gain=None,
-            ci_low=None,
-            ci_high=None,
-            p_value=None,
-            test="none",
-            criteria=[floor],
-            per_intent=per_intent,
-            new_intents=[],
-            compared_rows=0,
-            **common,
-        )
-
-    champ = np.fromiter((index[x] for x in champion_pred), dtype=np.int64, count=n)
-    if champion_labels is None:
-        known = np.ones(k, dtype=bool)
-    else:
-        champion_known = set(champion_labels)
-        known = np.array([name in champion_known for name in vocab], dtype=bool)
-    new_intents = [name for i, name in enumerate(vocab) if not known[i] and (np.any(yt == i) or np.any(chall == i))]
-    rows = known[yt]
-    m = int(rows.sum())
-    per_intent = _per_intent(yt, chall, champ, known, vocab)
-    scope = f"on the {m} of {n} rows whose intent the champion knows" if new_intents else f"on {n} rows"
-
-    criteria: list[Criterion]
-    if m == 0:
-        none = f"no dev rows of intents the champion knows (new: {', '.join(new_intents)})"
-        champion_f1 = gain = ci_low = ci_high = p_value = None
-        challenger_f1 = challenger_all
-        criteria = [
-            Criterion("min_delta", False, None, float(cfg.min_delta), none),
-            Criterion("significance", False, None, None, none),
-            Criterion("no_intent_regression", True, None, float(cfg.max_intent_drop), none),
-        ]
-    else:
-        yt_c, champ_c, chall_c = yt[rows], champ[rows], chall[rows]
-        champion_f1 = macro_f1(yt_c, champ_c, k, average_over=known)
-        challenger_f1 = macro_f1(yt_c, chall_c, k, average_over=known)
-        interval = paired_bootstrap(
-            yt_c,
-            champ_c,
-            chall_c,
-            k,
-            resamples=cfg.bootstrap_resamples,
-            confidence=cfg.confidence,
-            seed=cfg.seed,
-            average_over=known,
-        )
-        gain, ci_low, ci_high = interval.gain, interval.low, interval.high
-        delta = Criterion(
-            "min_delta",
-            gain >= cfg.min_delta - _EPS,
-            gain,
-            float(cfg.min_delta),
-            f"macro-F1 {champion_f1:.4f} -> {challenger_f1:.4f} ({gain:+.4f}) {scope}",
-        )
-        if cfg.significance_test == "bootstrap":
-            p_value = interval.p_value
-            significance = Criterion(
-                "significance",
-                interval.low > 0.0,
-                interval.low,
-                0.0,
-                f"paired bootstrap ({interval.resamples} resamples, seed {cfg.seed}) {scope}: one-sided "
-                f"{cfg.confidence:.0%} lower bound of the gain {interval.low:+.4f} must be > 0 (p = {p_value:.4f})",
-            )
-        else:
-            test = mcnemar(yt_c, champ_c, chall_c, confidence=cfg.confidence)
-            p_value = test.p_value
-            significance = Criterion(
-                "significance",
-                test.significant,
-                test.p_value,
-                1.0 - cfg.confidence,
-                f"exact McNemar {scope}: champion-only right b={test.b}, challenger-only right c={test.c}, "
-                f"one-sided p = {test.p_value:.4g} must be < {1.0 - cfg.confidence:.4g} with c > b",
-            )
-        compared_support = {name: int(np.sum(yt_c == i)) for i, name in enumerate(vocab)}
-        criteria = [delta, significance, _regression(per_intent, compared_support, cfg)]
+            decision="promoted" if floor.passed else "refused", reason=reason, champion_macro_f1=None,
+            challenger_macro_f1=floor.value, gain=None, ci_low=None, ci_high=None, p_value=None, test="none",
+            criteria=[floor], per_intent=_per_intent(e.yt, e.chall, None, np.ones(e.k, dtype=bool), e.vocab),
+            new_intents=[], compared_rows=0, **common,
+        )  # fmt: skip
+    champion_known = set(champion_labels) if champion_labels is not None else set(e.vocab)
+    known = np.array([name in champion_known for name in e.vocab], dtype=bool)
+    new_intents = [x for i, x in enumerate(e.vocab) if not known[i] and (np.any(e.yt == i) or np.any(e.chall == i))]
+    per_intent = _per_intent(e.yt, e.chall, e.champ, known, e.vocab)
+    criteria, nums = _comparison(e, known, new_intents, per_intent, cfg)
     criteria.append(floor)
-
     failed = [c for c in criteria if not c.passed]
     if failed:
         reason = "refused: failed " + ", ".join(f"{c.name} ({_short(c, cfg.significance_test)})" for c in failed) + "."
     else:
-        assert gain is not None  # every criterion passed, so the comparison ran
         reason = (
-            f"promoted: challenger v{challenger_version} beats champion v{champion_version} by {gain:+.4f} macro-F1 "
-            f"({cfg.significance_test} significant, no intent regression, floor met)."
+            f"promoted: challenger v{challenger_version} beats champion v{champion_version} by {nums['gain']:+.4f} "
+            f"macro-F1 ({cfg.significance_test} significant, no intent regression, floor met)."
         )
-    return Decision(
-        decision="refused" if failed else "promoted",
-        reason=reason,
-        champion_macro_f1=champion_f1,
-        challenger_macro_f1=challenger_f1,
-        gain=gain,
-        ci_low=ci_low,
-        ci_high=ci_high,
-        p_value=p_value,
-        test=cfg.significance_test,
-        criteria=criteria,
-        per_intent=per_intent,
-        new_intents=new_intents,
-        compared_rows=m,
-        **common,
-    )
+    return Decision(decision="refused" if failed else "promoted", reason=reason, test=cfg.significance_test,
+                    criteria=criteria, per_intent=per_intent, new_intents=new_intents, **nums, **common)  # fmt: skip
 
 
 def _short(c: Criterion, test: str) -> str:

@@ -60,7 +60,9 @@ def connect(cfg: MlflowConfig, root: Path | str) -> str:
     exp = mlflow.get_experiment_by_name(cfg.experiment)
     if exp is not None:
         return str(exp.experiment_id)
-    return str(mlflow.create_experiment(cfg.experiment, artifact_location=default_artifact_location(uri, root)))
+    # MLflow 3's UI opens an untagged experiment in GenAI mode ("Traces 0"), hiding the runs
+    kind = {"mlflow.experimentKind": "finetuning"}
+    return str(mlflow.create_experiment(cfg.experiment, default_artifact_location(uri, root), tags=kind))
 
 
 def resume_key(params_md5: str, data_md5: str, data_rev: str) -> str:
@@ -74,6 +76,12 @@ def resume_key(params_md5: str, data_md5: str, data_rev: str) -> str:
 
 STAGE_TAG = "intent-mlops.stage"
 COMPLETE, VALIDATION_FAILED = "complete", "validation-failed"
+DUPLICATE_OF_RUN = "intent-mlops.duplicate_of_run"
+"""On a run that retrains the params + data of an earlier complete run: that run's id (the first one)."""
+DUPLICATE_OF_VERSION = "intent-mlops.duplicate_of_version"
+"""On a model version registered by such a run: the version the first run registered."""
+STOP_REASON = "intent-mlops.stop_reason"
+"""On a run stopped before it completed: why (e.g. ``interrupted by Ctrl-C (SIGINT) at step 40``)."""
 
 
 def open_run(
@@ -100,11 +108,89 @@ def open_run(
         client.update_run(run_id, status="RUNNING")
         resumed = True
     else:
-        run_id = client.create_run(exp_id, run_name=run_name, tags={RESUME_TAG: key}).info.run_id
+        first_tags = {RESUME_TAG: key}
+        earlier = _complete_run(client, exp_id, key)
+        if earlier is not None:  # same params, same data, finished before: this retrains it
+            first_tags[DUPLICATE_OF_RUN] = earlier.data.tags.get(DUPLICATE_OF_RUN) or earlier.info.run_id
+        run_id = client.create_run(exp_id, run_name=run_name, tags=first_tags).info.run_id
         resumed = False
         client.log_batch(run_id, params=[_param(k, v) for k, v in run_params(cfg).items()])
     set_tags(run_id, tags)
     return run_id, resumed
+
+
+def _complete_run(client: Any, exp_id: str, key: str) -> Any:
+    done = client.search_runs(
+        [exp_id],
+        filter_string=f"tags.`{RESUME_TAG}` = '{key}' and tags.`{STAGE_TAG}` = '{COMPLETE}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return done[0] if done else None
+
+
+def duplicate_of(run_id: str) -> str | None:
+    """The earlier complete run that ``run_id`` retrains with the same params and data, if any."""
+    import mlflow
+
+    return mlflow.MlflowClient().get_run(run_id).data.tags.get(DUPLICATE_OF_RUN) or None
+
+
+def version_of_run(registered_model: str, run_id: str) -> str | None:
+    """The version of ``registered_model`` that run ``run_id`` registered (the newest if several)."""
+    import mlflow
+
+    found = mlflow.MlflowClient().search_model_versions(f"name = '{registered_model}' and run_id = '{run_id}'")
+    return str(max(int(v.version) for v in found)) if found else None
+
+
+def mark_duplicate_version(registered_model: str, version: str, run_id: str) -> str | None:
+    """Tag ``version`` with the version it duplicates when its run retrains an earlier run's inputs.
+
+    Returns that earlier version (None: not a duplicate, or the earlier run registered nothing).
+    """
+    import mlflow
+
+    earlier_run = duplicate_of(run_id)
+    earlier = version_of_run(registered_model, earlier_run) if earlier_run else None
+    if earlier is not None and earlier != str(version):
+        mlflow.MlflowClient().set_model_version_tag(registered_model, str(version), DUPLICATE_OF_VERSION, earlier)
+        return earlier
+    return None
+
+
+def duplicate_version(registered_model: str, version: str) -> str | None:
+    """The earlier version that ``version`` duplicates (its :data:`DUPLICATE_OF_VERSION` tag), if any."""
+    import mlflow
+
+    tags = mlflow.MlflowClient().get_model_version(registered_model, str(version)).tags
+    return tags.get(DUPLICATE_OF_VERSION) or None
+
+
+def latest_run(cfg: Config, root: Path | str, key: str) -> Any:
+    """The newest run with resume key ``key`` (None when there is none)."""
+    import mlflow
+
+    exp_id = connect(cfg.mlflow, root)
+    found = mlflow.MlflowClient().search_runs(
+        [exp_id],
+        filter_string=f"tags.`{RESUME_TAG}` = '{key}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return found[0] if found else None
+
+
+def mark_stopped(run_id: str, reason: str, status: str = "KILLED") -> None:
+    """End an unfinished run as ``status`` (KILLED: stopped by a person or a signal) with ``reason``.
+
+    The run stays resumable: only a complete run (stage tag) makes the next identical run a new one.
+    """
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    client.set_tag(run_id, STOP_REASON, reason)
+    client.set_terminated(run_id, status=status)
 
 
 def run_params(cfg: Config) -> dict[str, str]:
@@ -176,11 +262,16 @@ def log_evaluation(run_id: str, reports: dict[str, Report]) -> dict[str, float]:
     return metrics
 
 
-def close_run(run_id: str, status: str = "FINISHED") -> None:
-    """End the run; a FINISHED close also marks it complete, so the next identical run starts anew."""
+def close_run(run_id: str, status: str = "FINISHED", reason: str | None = None) -> None:
+    """End the run; a FINISHED close also marks it complete, so the next identical run starts anew.
+
+    ``reason`` (for FAILED / KILLED) is kept as the ``intent-mlops.stop_reason`` tag.
+    """
     import mlflow
 
     client = mlflow.MlflowClient()
     if status == "FINISHED":
         client.set_tag(run_id, STAGE_TAG, COMPLETE)
+    elif reason:
+        client.set_tag(run_id, STOP_REASON, reason[:5000])
     client.set_terminated(run_id, status=status)

@@ -6,6 +6,10 @@ optimizer steps generalises at least as well and varies less from seed to seed (
 ``torch.optim.swa_utils.AveragedModel`` with an EMA function, or timm's ``ModelEmaV3``). Kept here
 as one shadow tensor per trainable parameter, so frozen layers cost nothing and the training
 model stays the only module (no deep copy of a peft or DDP wrapper).
+
+Evidence (docs/benchmarks.md, Accuracy, fifth session; chosen on test accuracy, so marked test-selected
+there): with dropout 0.15, BANKING77 seed 42 went from 92.34 to 93.41 % test accuracy and HWU64 seed 44
+from 90.99 to 91.36 (seed 42: 92.19 to 92.10). Cost: one fused lerp per step, about 2 % of a CPU step.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ fused kernel.
 Attention-probability dropout happens inside the attention function, so it gets the same mask
 through an attention function registered with transformers (``ATTENTION``): plain eager attention,
 which on CPU also skips the copies and the fully-masked-row check of SDPA's math path.
+
+Why it is kept (docs/benchmarks.md, Training throughput, "Cheaper dropout masks": +4 to +8 % examples/s
+in each of five paired rounds; "Attention-probability dropout through the same masks": median +4 %).
 """
 
 from __future__ import annotations

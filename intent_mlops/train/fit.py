@@ -1,9 +1,11 @@
-"""Training outside the flow, one process per rank: what torchrun / ``accelerate launch`` start.
+"""The fit entry point: training on split files or frames, in one process or one process per rank.
 
 ``python -m torch.distributed.run --standalone --nproc_per_node N -m intent_mlops.train.fit --config C
---splits S --out O`` trains data-parallel with the same ``training.train`` as a single process;
-rank 0 writes ``O/result.json``. The flow's fine-tune step launches this when
+--splits S --out O`` trains data-parallel with the same ``intent_mlops.train.loop.train`` as a single
+process; rank 0 writes ``O/result.json``. The flow's fine-tune step launches this when
 ``train.num_processes`` > 1, so a multi-GPU run is the same flow with one more param.
+``train_on_frames`` and ``texts_labels`` are the one way the fit, the benchmarks and the tests turn
+``text,label`` frames into a training run.
 """
 
 from __future__ import annotations
@@ -14,32 +16,49 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from intent_mlops.config.params import Config, config_from_dict
+from intent_mlops.config.params import Config, TrainConfig, config_from_dict
 from intent_mlops.data.split import SplitPaths, load_splits
-from intent_mlops.train.loop import TrainResult, train
+from intent_mlops.train.loop import MetricsLogger, TrainResult, train
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 RESULT_FILE = "result.json"
 
 
+def texts_labels(df: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """A ``text,label`` frame as the two lists ``train`` and ``evaluate_model_dir`` take."""
+    return df["text"].tolist(), df["label"].tolist()
+
+
+def train_on_frames(
+    cfg: TrainConfig,
+    train_df: pd.DataFrame,
+    dev_df: pd.DataFrame,
+    out: Path,
+    *,
+    cache_dir: Path | None = None,
+    log_metrics: MetricsLogger | None = None,
+    stop_after_steps: int | None = None,
+) -> TrainResult:
+    """``train`` on a train and a dev frame (``text,label``); resumes from ``out`` like ``train``."""
+    return train(
+        cfg, *texts_labels(train_df), *texts_labels(dev_df), out,
+        cache_dir=cache_dir, log_metrics=log_metrics, stop_after_steps=stop_after_steps,
+    )  # fmt: skip
+
+
 def fit(cfg: Config, splits_dir: Path, out: Path, cache_dir: Path | None, mlflow_run_id: str | None) -> TrainResult:
+    """Train on ``splits_dir/{train,dev}.csv``; rank 0 logs curves to ``mlflow_run_id`` when given."""
     frames = load_splits(SplitPaths.under(splits_dir))
-    tr, dev = frames["train"], frames["dev"]
     log = None
     if mlflow_run_id and int(os.environ.get("RANK", "0")) == 0:
         from intent_mlops.registry.tracking import metric_logger
 
         log = metric_logger(mlflow_run_id)
-    return train(
-        cfg.train,
-        tr["text"].tolist(),
-        tr["label"].tolist(),
-        dev["text"].tolist(),
-        dev["label"].tolist(),
-        out,
-        cache_dir=cache_dir,
-        log_metrics=log,
-    )
+    return train_on_frames(cfg.train, frames["train"], frames["dev"], out, cache_dir=cache_dir, log_metrics=log)
 
 
 def launch(cfg: Config, splits_dir: Path, out: Path, cache_dir: Path | None, mlflow_run_id: str | None) -> TrainResult:

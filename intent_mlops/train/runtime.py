@@ -32,8 +32,12 @@ def keep_freed_memory() -> bool:
 
     Each step allocates tens of MB of activations whose shapes change with the batch length; by
     default glibc serves them with fresh ``mmap`` pages and unmaps them on free, so every step pays
-    page faults again. Raising the mmap and trim thresholds keeps the pages in the heap for reuse
-    (up to ~10 % more examples/s once warm, in a stripped loop; see docs/benchmarks.md). No-op off glibc.
+    page faults again. Raising the mmap and trim thresholds keeps the pages in the heap for reuse.
+    No-op off glibc.
+
+    Why it is kept: docs/benchmarks.md, Training throughput, "Earlier changes" and the "Tried and not
+    adopted" table: second epoch 96-114 examples/s with it against 100 without, in a stripped loop
+    (three runs against one; first epoch within the noise), i.e. up to ~10 %, a weak signal.
     """
     import ctypes
 

@@ -70,6 +70,10 @@ def test_flow_trains_registers_and_tags_lineage(project: Path, monkeypatch: pyte
         assert mv.tags[key] == value, key
     assert mv.tags["git.commit"].startswith(head)
     assert mv.tags["promotion.decision"] == "promoted" and mv.tags["promotion.champion_version"] == "none"
+    card = client.get_model_version(MODEL, "1").description
+    for text in ("Five weakest intents", v1_md5, expected["splits.md5"], "`train.learning_rate` = `0.002`", "promoted"):
+        assert text in card, text
+    assert "champion" in client.get_registered_model(MODEL).description
     run = client.get_run(out["run_id"])
     assert run.info.status == "FINISHED"
     assert {k: run.data.tags[k] for k in expected} == expected

@@ -15,10 +15,9 @@ import torch
 
 from intent_mlops.config.params import Config, TrainConfig
 from intent_mlops.data.io import read_csv, write_csv
-from intent_mlops.data.split import SplitPaths, load_splits
 from intent_mlops.model.loading import load_model
-from intent_mlops.train.fit import RESULT_FILE, launch
-from intent_mlops.train.loop import TrainResult, train
+from intent_mlops.train.fit import RESULT_FILE, fit, launch
+from intent_mlops.train.loop import TrainResult
 from tests.conftest import FOUR_INTENTS, REPO, four_intent_splits, tiny_train_config
 
 INTENTS = FOUR_INTENTS
@@ -35,9 +34,8 @@ def _cfg(model: Path, **kw: object) -> TrainConfig:
 
 
 def _train(cfg: TrainConfig, splits_dir: Path, out: Path) -> TrainResult:
-    frames = load_splits(SplitPaths.under(splits_dir))
-    tr, dev = frames["train"], frames["dev"]
-    return train(cfg, tr["text"].tolist(), tr["label"].tolist(), dev["text"].tolist(), dev["label"].tolist(), out)
+    """One process through the fit entry point, as the flow's fine-tune step calls it."""
+    return fit(Config(train=cfg), splits_dir, out, None, None)
 
 
 def test_lora_trains_few_weights_and_exports_merged_model(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -130,7 +128,7 @@ def test_two_ranks_gloo_agree(tiny_model_dir: Path, tmp_path: Path) -> None:
     ranks = [json.loads((tmp_path / "ddp" / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["hash"] == ranks[1]["hash"], "both ranks hold the same weights"
     assert ranks[0]["world"] == 2
-    n_train = len(_texts_labels(splits, "train")[0])
+    n_train = len(read_csv(splits / "train.csv"))
     per_epoch_single = math.ceil(n_train / cfg.train.batch_size)
     assert ranks[0]["steps"] == cfg.train.epochs * (per_epoch_single // 2), "each rank took half the batches"
 
@@ -143,15 +141,10 @@ def test_num_processes_launches_torchrun_ranks(tiny_model_dir: Path, tmp_path: P
     cfg.train = _cfg(tiny_model_dir, epochs=2, num_processes=2)
     result = launch(cfg, splits, tmp_path / "run", None, None)
     assert result.world_size == 2
-    n_train = len(_texts_labels(splits, "train")[0])
+    n_train = len(read_csv(splits / "train.csv"))
     assert result.global_step == cfg.train.epochs * (math.ceil(n_train / cfg.train.batch_size) // 2)
     tokenizer, model = load_model(str(result.model_dir))
     assert model.config.num_labels == len(INTENTS)
-
-
-def _texts_labels(splits: Path, name: str) -> tuple[list[str], list[str]]:
-    df = read_csv(splits / f"{name}.csv")
-    return df["text"].tolist(), df["label"].tolist()
 
 
 def test_result_json_round_trip(tmp_path: Path) -> None:

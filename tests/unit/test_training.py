@@ -12,6 +12,7 @@ from intent_mlops.model.labels import LabelSpace
 from intent_mlops.model.loading import load_model
 from intent_mlops.model.predict import predict
 from intent_mlops.model.tokens import tokenize
+from intent_mlops.train.fit import texts_labels
 from intent_mlops.train.freezing import freeze_bottom
 from intent_mlops.train.loop import TrainingInterrupted, train
 from intent_mlops.train.optimizer import make_optimizer
@@ -20,10 +21,17 @@ from tests.conftest import four_intent_splits, tiny_train_config
 
 @pytest.fixture(scope="module")
 def splits() -> dict[str, tuple[list[str], list[str]]]:
-    return {k: (v["text"].tolist(), v["label"].tolist()) for k, v in four_intent_splits().items()}
+    return {k: texts_labels(v) for k, v in four_intent_splits().items()}
 
 
 _cfg = tiny_train_config
+
+
+def _assert_same_weights(first: Path, second: Path, atol: float) -> None:
+    _, a = load_model(str(first))
+    _, b = load_model(str(second))
+    for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.allclose(pa, pb, atol=atol), name
 
 
 def test_tokenize_cache_round_trip(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -73,10 +81,7 @@ def test_resume_is_exact(tiny_model_dir: Path, tmp_path: Path, splits: dict, ema
     resumed = train(cfg, *splits["train"], *splits["dev"], tmp_path / "resumed")
     assert resumed.resumed_from_step == 7
     assert resumed.global_step == straight.global_step
-    _, a = load_model(str(straight.model_dir))
-    _, b = load_model(str(resumed.model_dir))
-    for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
-        assert torch.allclose(pa, pb, atol=1e-6), name
+    _assert_same_weights(straight.model_dir, resumed.model_dir, atol=1e-6)
     exported = evaluate_model_dir(resumed.model_dir, {"dev": splits["dev"]}, cfg)["dev"]
     assert exported.macro_f1 == pytest.approx(resumed.best_dev_macro_f1), "dev selection saw the exported weights"
 
@@ -169,7 +174,4 @@ def test_padding_splits_leave_the_optimizer_step_unchanged(
     split = train(cfg, texts, labels, *splits["dev"], tmp_path / "split")
     assert max(calls) > 1, "batches were split"
     assert split.global_step == whole.global_step
-    _, a = load_model(str(whole.model_dir))
-    _, b = load_model(str(split.model_dir))
-    for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
-        assert torch.allclose(pa, pb, atol=1e-5), name
+    _assert_same_weights(whole.model_dir, split.model_dir, atol=1e-5)

@@ -1,0 +1,456 @@
+"""Inference benchmarks on BANKING77 (../shared/datasets): speed of every prediction path, and out-of-scope scores.
+
+Three sub-commands, each one run:
+
+    python bench/inference.py train --out DIR [--epochs 1]            # fine-tune MiniLM on all 77 intents
+    python bench/inference.py train --out DIR --held-out              # ... on 50 intents (see "ood" below)
+    python bench/inference.py speed --model-dir DIR [--rows 3080]     # (a) (b) (c) (d) side by side
+    python bench/inference.py ood --model-dir DIR                     # out-of-scope scores at the dev threshold
+
+``speed`` runs each variant in its own subprocess (so peak RSS is that variant's): (a) the MLflow
+transformers flavour loaded as pyfunc (what a user gets from the registry today), (b) this project's
+fp32 torch Predictor, (c) ONNX fp32 (onnxruntime transformer-optimised graph), (d) ONNX dynamic int8.
+It reports batch throughput (utterances/s over the test rows), single-request p50/p95 latency
+(in-process: one utterance per call, no HTTP), peak RSS, accuracy, and agreement with (b).
+
+``ood`` protocol (unseen intents, as in "known intent ratio" studies): the 77 intents are shuffled
+with a fixed seed; 19 (25 %) are *test-unseen* (never trained on, their test rows are scored as out of
+scope), 8 are *dev-unseen* (never trained on; their train rows are the dev set's out-of-scope rows),
+the other 50 are known (trained on; 10 % of their train rows are the dev set). Temperature, Mahalanobis
+means/covariance, the threshold (in-scope dev recall kept at >= 98 % of its unthresholded value) and the
+choice of score (dev AUROC against the dev-unseen rows) all come from train + dev; test is scored once.
+The dev-unseen intents' test rows are left out of test, so test's out-of-scope rows are intents no
+choice ever saw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "datasets"
+sys.path.insert(0, str(REPO))
+
+N_TEST_UNSEEN, N_DEV_UNSEEN, SPLIT_SEED = 19, 8, 0
+
+
+def banking77(split: str) -> Any:
+    from intent_mlops.data.io import read_csv
+
+    return read_csv(SHARED / "banking77" / f"{split}.csv")
+
+
+def intent_groups() -> dict[str, list[str]]:
+    """known / dev_unseen / test_unseen intents of the held-out protocol (fixed seed)."""
+    intents = sorted(banking77("train")["label"].unique())
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(intents))
+    shuffled = [intents[i] for i in order]
+    return {
+        "test_unseen": sorted(shuffled[:N_TEST_UNSEEN]),
+        "dev_unseen": sorted(shuffled[N_TEST_UNSEEN : N_TEST_UNSEEN + N_DEV_UNSEEN]),
+        "known": sorted(shuffled[N_TEST_UNSEEN + N_DEV_UNSEEN :]),
+    }
+
+
+def held_out_frames() -> dict[str, Any]:
+    """train / dev (known intents) / dev_oos (dev-unseen train rows) / test (known + test-unseen as oos)."""
+    from intent_mlops.data.split import stratified_split
+
+    g = intent_groups()
+    train = banking77("train")
+    parts = stratified_split(train[train["label"].isin(g["known"])], dev_ratio=0.1, test_ratio=0.0, seed=42)
+    test = banking77("test")
+    test = test[~test["label"].isin(g["dev_unseen"])].copy()
+    test["label"] = test["label"].where(test["label"].isin(g["known"]), "oos")
+    return {
+        "train": parts["train"],
+        "dev": parts["dev"],
+        "dev_oos": train[train["label"].isin(g["dev_unseen"])],
+        "test": test,
+        "groups": g,
+    }
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from intent_mlops.config.params import TrainConfig
+    from intent_mlops.data.split import stratified_split
+    from intent_mlops.train.loop import train
+
+    if args.held_out:
+        frames = held_out_frames()
+        tr, dev = frames["train"], frames["dev"]
+    else:
+        parts = stratified_split(banking77("train"), dev_ratio=0.1, test_ratio=0.0, seed=42)
+        tr, dev = parts["train"], parts["dev"]
+    cfg = TrainConfig(
+        epochs=args.epochs, progress=False, checkpoint_every_steps=0, num_threads=args.threads, max_length=64
+    )
+    t = time.perf_counter()
+    result = train(
+        cfg,
+        tr["text"].tolist(),
+        tr["label"].tolist(),
+        dev["text"].tolist(),
+        dev["label"].tolist(),
+        args.out,
+        cache_dir=REPO / ".intent-mlops" / "cache",
+    )
+    print(
+        f"trained {len(tr)} rows x {result.epochs_run} epochs in {(time.perf_counter() - t) / 60:.1f} min; "
+        f"best dev macro-F1 {result.best_dev_macro_f1:.4f}; model in {result.model_dir}",
+        flush=True,
+    )
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------- ood
+
+
+def encode(model_dir: Path, texts: list[str], threads: int) -> dict[str, np.ndarray]:
+    """fp32 torch logits + CLS and mean-pooled last hidden states, length-sorted batches."""
+    import torch
+
+    from intent_mlops.inference.ood import pool
+    from intent_mlops.inference.predictor import Predictor
+
+    torch.set_num_threads(threads)
+    p = Predictor.load(model_dir, calibration=False)
+    model = p.backend.model  # type: ignore[attr-defined]
+    ids = p.tokenizer(texts, truncation=True, max_length=p.max_length)["input_ids"]
+    order = np.argsort([len(x) for x in ids], kind="stable")
+    out = {k: [None] * len(texts) for k in ("logits", "cls", "mean")}
+    with torch.inference_mode():
+        for s in range(0, len(order), 128):
+            idx = order[s : s + 128]
+            width = max(len(ids[i]) for i in idx)
+            x = np.full((len(idx), width), p.pad_id, dtype=np.int64)
+            m = np.zeros_like(x)
+            for r, i in enumerate(idx):
+                x[r, : len(ids[i])], m[r, : len(ids[i])] = ids[i], 1
+            o = model(input_ids=torch.from_numpy(x), attention_mask=torch.from_numpy(m), output_hidden_states=True)
+            h = o.hidden_states[-1].numpy()
+            for name, arr in (("logits", o.logits.numpy()), ("cls", pool(h, m, "cls")), ("mean", pool(h, m, "mean"))):
+                for r, i in enumerate(idx):
+                    out[name][i] = arr[r]
+    return {k: np.stack(v) for k, v in out.items()}
+
+
+def cmd_ood(args: argparse.Namespace) -> int:
+    from intent_mlops.inference import ood
+    from intent_mlops.inference.calibrate import _class_ids
+    from intent_mlops.model.labels import OOS_DATA
+
+    t0 = time.perf_counter()
+    f = held_out_frames()
+    model_dir = args.model_dir
+    from transformers import AutoConfig
+
+    names = [AutoConfig.from_pretrained(model_dir).id2label[i] for i in range(len(f["groups"]["known"]))]
+    if sorted(names) != f["groups"]["known"]:
+        print("the model's labels are not the 50 known intents of the held-out protocol", file=sys.stderr)
+        return 2
+    dev_texts = f["dev"]["text"].tolist() + f["dev_oos"]["text"].tolist()
+    dev_labels = f["dev"]["label"].tolist() + [OOS_DATA] * len(f["dev_oos"])
+    sets = {
+        "train": (f["train"]["text"].tolist(), f["train"]["label"].tolist()),
+        "dev": (dev_texts, dev_labels),
+        "test": (f["test"]["text"].tolist(), f["test"]["label"].tolist()),
+    }
+    if args.cache and args.cache.exists():  # numeric arrays only (no pickle)
+        with np.load(args.cache, allow_pickle=False) as z:
+            enc = {k: {p: z[f"{k}.{p}"] for p in ("logits", "cls", "mean")} for k in sets}
+    else:
+        enc = {k: encode(model_dir, t, args.threads) for k, (t, _) in sets.items()}
+        if args.cache:
+            np.savez(args.cache, **{f"{k}.{p}": a for k, d in enc.items() for p, a in d.items()})
+    ys = {k: _class_ids(lab, names) for k, (_, lab) in sets.items()}
+    print(f"encoded train/dev/test ({', '.join(str(len(v[0])) for v in sets.values())} rows) in "
+          f"{(time.perf_counter() - t0) / 60:.1f} min", flush=True)  # fmt: skip
+    test_logits, yt = enc["test"]["logits"], ys["test"]
+    true_oos, pred = yt < 0, test_logits.argmax(1)
+    correct = pred == yt
+    msp_test = ood.max_softmax(test_logits)
+    command = "python bench/inference.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    print(f"\n{dt.date.today().isoformat()}, `{command}`")
+    rows: list[dict[str, Any]] = []
+    saved: Any = None
+    for ratio in [float(r) for r in args.ratios.split(",")]:
+        fitted: dict[str, Any] = {}
+        for pooling in ("cls", "mean"):
+            _, cands = ood.calibrate_arrays(
+                enc["train"][pooling], ys["train"], enc["dev"]["logits"], enc["dev"][pooling], ys["dev"],
+                pooling=pooling, target_in_scope_recall_ratio=ratio,
+            )  # fmt: skip
+            for name, cand in cands.items():
+                if name != "mahalanobis" and pooling == "mean":
+                    continue  # logit scores do not depend on the pooling
+                fitted[f"mahalanobis[{pooling}]" if name == "mahalanobis" else name] = (name, pooling, cand)
+        chosen = max(fitted, key=lambda k: fitted[k][2].dev.auroc)
+        calibs = {
+            key: ood.calibrate_arrays(
+                enc["train"][pooling], ys["train"], enc["dev"]["logits"], enc["dev"][pooling], ys["dev"],
+                pooling=pooling, target_in_scope_recall_ratio=ratio, score=name,
+            )[0]
+            for key, (name, pooling, _) in fitted.items()
+        }  # fmt: skip
+        saved = saved or calibs[chosen]
+        table = []
+        for key, (_, pooling, cand) in fitted.items():
+            calib = calibs[key]
+            s = calib.scores(test_logits, enc["test"][pooling])
+            m = ood.ood_metrics(true_oos, calib.rejects(s), correct, s)
+            _, msp_recall = ood.oos_recall_at_in_scope_accuracy(msp_test, correct, true_oos, m.in_scope_accuracy)
+            table.append({
+                "ratio": ratio, "score": key, "dev_auroc": cand.dev.auroc,
+                "dev_in_scope_acc": cand.dev.in_scope_accuracy, "dev_oos_recall": cand.dev.oos_recall,
+                "threshold": cand.threshold,
+                **{f"test_{k}": v for k, v in m.to_dict().items()},
+                "msp_oos_recall_same_in_scope": msp_recall, "chosen": key == chosen,
+            })  # fmt: skip
+        first = table[0]
+        print(f"\nmodel: {model_dir} ({len(names)} known intents); train {len(sets['train'][0])}, dev "
+              f"{len(f['dev'])} in-scope + {len(f['dev_oos'])} out-of-scope (8 dev-unseen intents), test "
+              f"{int((~true_oos).sum())} in-scope + {int(true_oos.sum())} out-of-scope (19 test-unseen intents); "
+              f"threshold rule: in-scope dev recall >= {ratio:.0%} of unthresholded; fitted temperature "
+              f"{calibs['temperature'].temperature:.3f}; test in-scope accuracy without rejection "
+              f"{100 * first['test_in_scope_accuracy_unthresholded']:.2f} %\n")  # fmt: skip
+        print(
+            "| score | dev AUROC | dev oos recall % | test in-scope accuracy % | test oos recall % "
+            "| test oos precision % | test AUROC | max-softmax oos recall % at the same in-scope accuracy |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for r in table:
+            print(f"| {r['score']}{' (chosen on dev)' if r['chosen'] else ''} | {r['dev_auroc']:.4f} | "
+                  f"{100 * r['dev_oos_recall']:.2f} | {100 * r['test_in_scope_accuracy']:.2f} | "
+                  f"{100 * r['test_oos_recall']:.2f} | {100 * r['test_oos_precision']:.2f} | {r['test_auroc']:.4f} | "
+                  f"{100 * r['msp_oos_recall_same_in_scope']:.2f} |")  # fmt: skip
+        rows += table
+    if args.json:
+        args.json.write_text(json.dumps({"command": command, "rows": rows}, indent=2, default=float))
+    if args.save_calibration:
+        print(f"\nsaving the chosen calibration ({saved.score}, {saved.pooling}) into {model_dir}")
+        saved.save(model_dir)
+    print(f"\ntotal {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- speed
+
+VARIANTS = {
+    "a": "(a) MLflow transformers flavour as pyfunc",
+    "b": "(b) Predictor, torch fp32",
+    "c": "(c) Predictor, ONNX fp32",
+    "d": "(d) Predictor, ONNX int8",
+}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM: reset at exec, unlike ru_maxrss, which keeps the parent's)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_variant(args: argparse.Namespace) -> int:
+    """Child process: one variant, all figures in a JSON file."""
+    texts = json.loads(Path(args.texts).read_text())
+    t0 = time.perf_counter()
+    if args.variant == "a":
+        import mlflow
+
+        model = mlflow.pyfunc.load_model(str(args.model_dir))
+
+        def batch(xs: list[str]) -> list[str]:
+            out = model.predict(xs)
+            return [str(x) for x in (out["label"] if hasattr(out, "columns") else [o["label"] for o in out])]
+
+        def top1(xs: list[str]) -> list[str]:
+            return batch(xs)
+    else:
+        from intent_mlops.inference.predictor import Predictor
+        from intent_mlops.inference.validation import Limits
+
+        p = Predictor.load(
+            args.model_dir, use_onnx=args.variant in "cd", onnx_variant={"c": "fp32", "d": "int8"}.get(args.variant),
+            num_threads=args.threads, limits=Limits(max_batch=max(len(texts), 1)),
+        )  # fmt: skip
+
+        def batch(xs: list[str]) -> list[str]:
+            return [str(x) for x in p.predict_columns(xs, top_k=1)["label"]]
+
+        def top1(xs: list[str]) -> list[str]:
+            return [str(x) for x in p.predict_columns(xs, top_k=1)["top_labels"][:, 0]]
+
+    load_s = time.perf_counter() - t0
+    batch(texts[:64])  # warm-up
+    t = time.perf_counter()
+    labels = batch(texts)
+    batch_s = time.perf_counter() - t
+    argmax = labels if args.variant == "a" else top1(texts)
+    lat = []
+    for text in texts[: args.single]:
+        t = time.perf_counter()
+        batch([text])
+        lat.append(time.perf_counter() - t)
+    Path(args.result).write_text(json.dumps({
+        "load_s": load_s, "rows": len(texts), "batch_s": batch_s, "throughput": len(texts) / batch_s,
+        "p50_ms": 1000 * float(np.percentile(lat, 50)), "p95_ms": 1000 * float(np.percentile(lat, 95)),
+        "peak_rss_mb": peak_rss_mb(), "labels": labels, "argmax": argmax,
+    }))  # fmt: skip
+    return 0
+
+
+def cmd_speed(args: argparse.Namespace) -> int:
+    import tempfile
+
+    import mlflow
+    from transformers import AutoConfig
+
+    from intent_mlops.data.split import stratified_split
+    from intent_mlops.inference.onnx_export import export_variants
+    from intent_mlops.inference.predictor import ONNX_DIR, ONNX_REPORT
+    from intent_mlops.model.labels import OOS_DATA, OOS_PREDICTED
+
+    t_all, load0 = time.perf_counter(), os.getloadavg()
+    model_dir = args.model_dir
+    cfg = AutoConfig.from_pretrained(model_dir)
+    known = {cfg.id2label[i] for i in range(cfg.num_labels)}
+    known_data = {OOS_DATA if k == OOS_PREDICTED else k for k in known}
+    test = banking77("test")
+    if args.rows:
+        test = test.sample(n=min(args.rows, len(test)), random_state=0)
+    texts, truth = test["text"].tolist(), test["label"].tolist()
+    # ONNX variants, checked against fp32 torch on the dev carve (rows of intents the model knows)
+    report_path = model_dir / ONNX_DIR / ONNX_REPORT
+    if not report_path.exists() or args.re_export:
+        train = banking77("train")
+        dev = stratified_split(train, dev_ratio=0.1, test_ratio=0.0, seed=42)["dev"]
+        dev = dev[dev["label"].isin(known_data)]
+        t = time.perf_counter()
+        export_variants(model_dir, dev["text"].tolist(), dev["label"].tolist(), num_threads=args.threads)
+        print(f"exported + checked ONNX on {len(dev)} dev rows in {time.perf_counter() - t:.0f} s", flush=True)
+    onnx_report = json.loads(report_path.read_text())
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        (tmp_path / "texts.json").write_text(json.dumps(texts))
+        # (a): what registering gives today, the transformers flavour (pipeline), saved locally
+        from transformers import pipeline
+
+        from intent_mlops.model.loading import load_model
+        from intent_mlops.registry.models import pip_requirements
+
+        tok, model = load_model(str(model_dir))
+        mlflow.transformers.save_model(
+            transformers_model=pipeline("text-classification", model=model, tokenizer=tok, device="cpu"),
+            path=str(tmp_path / "transformers-flavour"), task="text-classification",
+            pip_requirements=pip_requirements(),
+        )  # fmt: skip
+        del model
+        for v in args.variants.split(","):
+            src = tmp_path / "transformers-flavour" if v == "a" else model_dir
+            out = tmp_path / f"{v}.json"
+            cmd = [sys.executable, __file__, "_variant", "--variant", v, "--model-dir", str(src), "--texts",
+                   str(tmp_path / "texts.json"), "--result", str(out), "--single", str(args.single),
+                   "--threads", str(args.threads)]  # fmt: skip
+            t = time.perf_counter()
+            subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
+            results[v] = json.loads(out.read_text())
+            print(f"{VARIANTS[v]}: {time.perf_counter() - t:.0f} s", flush=True)
+    ref = results.get("b")
+    truth_pred = [OOS_PREDICTED if y == OOS_DATA else y for y in truth]
+    scored = [i for i, y in enumerate(truth) if y in known_data]
+    command = "python bench/inference.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    print(f"\n{dt.datetime.now().strftime('%Y-%m-%d %H:%M')}, `{command}`, {os.cpu_count()} CPUs, "
+          f"{args.threads} threads; load average at start {load0[0]:.1f}, at end {os.getloadavg()[0]:.1f} "
+          f"(other processes share these cores)")  # fmt: skip
+    print(f"model: {model_dir} ({len(known)} intents); {len(texts)} BANKING77 test rows, accuracy on the "
+          f"{len(scored)} whose intent the model knows (top intent, before out-of-scope rejection); latency: "
+          f"one utterance per call, in process (no HTTP), {args.single} calls; fused operators "
+          f"{onnx_report['fused_operators']}\n")  # fmt: skip
+    print(
+        "| variant | batch utterances/s | x (a) | p50 ms | p95 ms | peak RSS MB | accuracy % | agreement with (b) % |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    base = results.get("a", {}).get("throughput")
+    for v, r in results.items():
+        acc = 100 * float(np.mean([r["argmax"][i] == truth_pred[i] for i in scored])) if scored else float("nan")
+        agree = 100 * float(np.mean([a == b for a, b in zip(r["argmax"], ref["argmax"], strict=True)])) if ref else 0
+        r["accuracy"], r["agreement"] = acc, agree
+        ratio = r["throughput"] / base if base else float("nan")
+        print(f"| {VARIANTS[v]} | {r['throughput']:.0f} | {ratio:.2f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | "
+              f"{r['peak_rss_mb']:.0f} | {acc:.2f} | {agree:.2f} |")  # fmt: skip
+    if ref and "d" in results:
+        oos_share = {
+            v: float(np.mean([x == OOS_PREDICTED for x in results[v]["labels"]])) for v in "bcd" if v in results
+        }
+        print(f"\nout-of-scope share of answers: {', '.join(f'({v}) {100 * s:.1f} %' for v, s in oos_share.items())}")
+    print("\nONNX checks on dev: " + "; ".join(
+        f"{n}: agreement {100 * c['agreement']:.2f} %, accuracy delta {100 * (c['accuracy_delta'] or 0):+.2f} pt, "
+        f"passed {c['passed']}, {c['bytes'] / 1e6:.1f} MB" for n, c in onnx_report["variants"].items()))  # fmt: skip
+    print(f"total {(time.perf_counter() - t_all) / 60:.1f} min", flush=True)
+    if args.json:
+        slim = {v: {k: x for k, x in r.items() if k not in ("labels", "argmax")} for v, r in results.items()}
+        args.json.write_text(json.dumps({"command": command, "results": slim, "onnx": onnx_report}, indent=2))
+    return 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="fine-tune the packaged MiniLM on BANKING77")
+    t.add_argument("--out", type=Path, required=True)
+    t.add_argument("--epochs", type=int, default=1)
+    t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--held-out", action="store_true", help="train on the 50 known intents of the ood protocol")
+    o = sub.add_parser("ood", help="out-of-scope scores on the held-out-intents protocol")
+    o.add_argument("--model-dir", type=Path, required=True, help="a model from `train --held-out`")
+    o.add_argument(
+        "--ratios", default="0.98,0.9", help="in-scope dev recall kept (share of unthresholded), each a table"
+    )
+    o.add_argument("--threads", type=int, default=2)
+    o.add_argument("--json", type=Path, default=None)
+    o.add_argument("--cache", type=Path, default=None, help="npz of the encodings: reused when it exists")
+    o.add_argument("--save-calibration", action="store_true", help="write the dev-chosen calibration to the model")
+    sp = sub.add_parser("speed", help="(a)-(d) side by side on BANKING77 test rows")
+    sp.add_argument("--model-dir", type=Path, required=True)
+    sp.add_argument("--rows", type=int, default=0, help="test rows (0: all 3,080)")
+    sp.add_argument("--single", type=int, default=200, help="single-utterance calls for the latency figures")
+    sp.add_argument("--variants", default="a,b,c,d")
+    sp.add_argument("--threads", type=int, default=2)
+    sp.add_argument("--re-export", action="store_true")
+    sp.add_argument("--json", type=Path, default=None)
+    v = sub.add_parser("_variant")  # internal: one variant in its own process
+    v.add_argument("--variant", required=True)
+    v.add_argument("--model-dir", type=Path, required=True)
+    v.add_argument("--texts", required=True)
+    v.add_argument("--result", required=True)
+    v.add_argument("--single", type=int, default=200)
+    v.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    from intent_mlops.config.environment import apply_defaults
+
+    apply_defaults(REPO)
+    if args.cmd == "_variant":
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return {"train": cmd_train, "ood": cmd_ood, "speed": cmd_speed, "_variant": run_variant}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

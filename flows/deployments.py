@@ -1,0 +1,80 @@
+"""The deployments of ``prefect.yaml``, served on this machine (``intent-mlops serve``).
+
+``prefect.yaml`` is the one declaration: ``prefect deploy --all`` sends it to a work pool, and
+this module turns the same entries into ``flow.to_deployment`` objects for ``prefect.serve``
+(schedules, concurrency limits and all), so the local and the team setups cannot drift. The
+retrain schedule comes from ``params.yaml`` (``schedule.*``); ``prefect.yaml`` repeats it for
+``prefect deploy`` and a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from intent_mlops.config.params import load_config
+
+DECLARATIONS = "prefect.yaml"
+
+
+def declarations(root: Path) -> list[dict[str, Any]]:
+    """The ``deployments:`` entries of the project's ``prefect.yaml``."""
+    raw = yaml.safe_load((root / DECLARATIONS).read_text()) or {}
+    return list(raw.get("deployments") or [])
+
+
+def load_flow(entrypoint: str) -> Any:
+    """``flows/retraining.py:retrain_flow`` -> the flow object (imported as a module of this package)."""
+    path, name = entrypoint.split(":")
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    return getattr(module, name)
+
+
+def local_timezone() -> str:
+    """IANA name of this machine's zone (a schedule 'at 03:00' means local time here)."""
+    import tzlocal
+
+    return str(tzlocal.get_localzone_name() or "UTC")
+
+
+def build(root: Path) -> list[Any]:
+    """RunnerDeployments for ``prefect.serve``: same names, schedules and limits as ``prefect.yaml``."""
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+    from prefect.schedules import Cron
+
+    sched = load_config(root / "params.yaml").schedule
+    out = []
+    for entry in declarations(root):
+        limit = entry.get("concurrency_limit")
+        concurrency = None
+        if limit:
+            strategy = ConcurrencyLimitStrategy(limit.get("collision_strategy", "ENQUEUE"))
+            concurrency = ConcurrencyLimitConfig(limit=int(limit["limit"]), collision_strategy=strategy)
+        schedules = [
+            Cron(sched.cron, timezone=sched.timezone or local_timezone()) for _ in entry.get("schedules") or []
+        ]
+        out.append(
+            load_flow(entry["entrypoint"]).to_deployment(
+                name=entry["name"],
+                description=entry.get("description"),
+                tags=entry.get("tags") or [],
+                parameters={**(entry.get("parameters") or {}), "project_dir": str(root)},
+                schedules=schedules or None,
+                concurrency_limit=concurrency,
+            )
+        )
+    return out
+
+
+def serve(root: Path) -> int:
+    """Serve every deployment from this process until interrupted (runs start as subprocesses)."""
+    from prefect import serve as prefect_serve
+
+    deployments = build(root)
+    names = ", ".join(d.name for d in deployments)
+    print(f"serving {names} for {root} (Ctrl-C stops)")
+    prefect_serve(*deployments, print_starting_message=True)
+    return 0

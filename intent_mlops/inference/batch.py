@@ -1,0 +1,209 @@
+"""Batch prediction over a CSV or Parquet file, streamed in chunks, written atomically.
+
+Memory stays bounded by the chunk: CSV is read with pandas' ``chunksize``, Parquet with pyarrow's
+``iter_batches``; each chunk is predicted (length-sorted batches inside the Predictor) and appended to
+a hidden partial file next to the output, which replaces the output only when every row is done. A
+crash leaves the previous output (if any) untouched and the partial file is removed; a rerun starts
+cleanly.
+
+Output columns: every input column, then ``intent`` (an intent or ``out_of_scope``; empty for rows
+with an ``error``), ``intent_score``, ``out_of_scope``, ``ood_score``, ``top{i}_intent`` /
+``top{i}_probability`` for i = 1..top_k, ``model_version`` and ``error`` (why a row was not predicted:
+blank or missing text).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from intent_mlops.inference.predictor import Predictor
+
+FORMATS = ("csv", "parquet")
+
+
+@dataclass
+class BatchResult:
+    output: Path
+    rows: int
+    predicted_rows: int
+    error_rows: int
+    seconds: float
+    label_counts: dict[str, int] = field(default_factory=dict)
+    model_version: str = ""
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def out_of_scope_rate(self) -> float:
+        return self.label_counts.get("out_of_scope", 0) / self.predicted_rows if self.predicted_rows else 0.0
+
+    def metrics(self) -> dict[str, float]:
+        """Figures to log (e.g. ``mlflow.log_metrics``); ``label_counts`` goes best as a JSON artifact."""
+        return {
+            "batch_rows": float(self.rows),
+            "batch_predicted_rows": float(self.predicted_rows),
+            "batch_error_rows": float(self.error_rows),
+            "batch_seconds": self.seconds,
+            "batch_rows_per_second": self.rows_per_second,
+            "batch_out_of_scope_rate": self.out_of_scope_rate,
+        }
+
+
+def file_format(path: Path | str, given: str | None = None) -> str:
+    fmt = (given or Path(path).suffix.lstrip(".")).lower()
+    fmt = {"pq": "parquet", "parq": "parquet"}.get(fmt, fmt)
+    if fmt not in FORMATS:
+        raise ValueError(f"{path}: cannot tell the format (expected .csv or .parquet, or pass the format)")
+    return fmt
+
+
+def read_chunks(path: Path | str, chunk_rows: int, fmt: str | None = None) -> tuple[Iterator[pd.DataFrame], int | None]:
+    """Chunks of the input as DataFrames, and the row count when the format knows it cheaply."""
+    path = Path(path)
+    if file_format(path, fmt) == "parquet":
+        import pyarrow.parquet as pq
+
+        pf = pq.ParquetFile(path)
+        return (b.to_pandas() for b in pf.iter_batches(batch_size=chunk_rows)), pf.metadata.num_rows
+    reader = pd.read_csv(path, chunksize=chunk_rows, dtype=str, keep_default_na=False, na_filter=False)
+    return iter(reader), None
+
+
+class _Writer:
+    """Appends chunks to a partial file; :meth:`commit` renames it over the output."""
+
+    def __init__(self, output: Path, fmt: str) -> None:
+        self.output, self.fmt = output, fmt
+        self.partial = output.with_name(f".{output.name}.partial")
+        self.partial.unlink(missing_ok=True)  # a crashed earlier run's leftovers
+        self._pq: Any = None
+        self._first = True
+
+    def write(self, df: pd.DataFrame) -> None:
+        if self.fmt == "csv":
+            df.to_csv(self.partial, mode="w" if self._first else "a", header=self._first, index=False)
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(df, preserve_index=False)
+            if self._pq is None:
+                self._pq = pq.ParquetWriter(self.partial, table.schema)
+            self._pq.write_table(table.cast(self._pq.schema))
+        self._first = False
+
+    def commit(self) -> None:
+        if self._pq is not None:
+            self._pq.close()
+        with open(self.partial, "rb+") as fh:  # data on disk before the rename makes it visible
+            os.fsync(fh.fileno())
+        os.replace(self.partial, self.output)
+
+    def abort(self) -> None:
+        if self._pq is not None:
+            with contextlib.suppress(Exception):  # already failing; the partial file goes anyway
+                self._pq.close()
+        self.partial.unlink(missing_ok=True)
+
+
+def predict_chunk(predictor: Predictor, texts: list[Any], top_k: int) -> pd.DataFrame:
+    """Prediction columns for one chunk; blank / non-string texts get an ``error`` instead."""
+    n = len(texts)
+    ok = np.array([isinstance(t, str) and bool(t.strip()) for t in texts], dtype=bool)
+    max_chars = predictor.limits.max_chars
+    valid = [t[:max_chars] for t, good in zip(texts, ok, strict=True) if good]
+    out: dict[str, Any] = {
+        "intent": np.full(n, None, dtype=object),
+        "intent_score": np.full(n, np.nan),
+        "out_of_scope": pd.array([pd.NA] * n, dtype="boolean"),
+        "ood_score": np.full(n, np.nan),
+    }
+    for i in range(top_k):
+        out[f"top{i + 1}_intent"] = np.full(n, None, dtype=object)
+        out[f"top{i + 1}_probability"] = np.full(n, np.nan)
+    step = predictor.limits.max_batch
+    cols_parts = [predictor.predict_columns(valid[s : s + step], top_k) for s in range(0, len(valid), step)]
+    if cols_parts:
+        cols = {k: np.concatenate([c[k] for c in cols_parts]) for k in cols_parts[0]}
+        out["intent"][ok] = cols["label"]
+        out["intent_score"][ok] = cols["score"]
+        out["out_of_scope"][ok] = cols["out_of_scope"]
+        out["ood_score"][ok] = cols["ood_score"]
+        for i in range(top_k):
+            out[f"top{i + 1}_intent"][ok] = cols["top_labels"][:, i]
+            out[f"top{i + 1}_probability"][ok] = cols["top_probs"][:, i]
+    out["model_version"] = np.full(n, predictor.model_version, dtype=object)
+    out["error"] = np.array([None if good else "empty or missing text" for good in ok], dtype=object)
+    return pd.DataFrame(out)
+
+
+def predict_file(
+    predictor: Predictor,
+    input_path: Path | str,
+    output_path: Path | str,
+    *,
+    text_column: str = "text",
+    top_k: int = 3,
+    chunk_rows: int = 8192,
+    input_format: str | None = None,
+    output_format: str | None = None,
+    progress: bool = True,
+) -> BatchResult:
+    """Predict every row of ``input_path`` into ``output_path`` (CSV or Parquet by suffix)."""
+    from tqdm.auto import tqdm
+
+    input_path, output_path = Path(input_path), Path(output_path)
+    if not input_path.exists():
+        raise FileNotFoundError(f"{input_path}: input file not found")
+    if input_path.resolve() == output_path.resolve():
+        raise ValueError("output must not overwrite the input file")
+    out_fmt = file_format(output_path, output_format)
+    chunks, total = read_chunks(input_path, chunk_rows, input_format)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    writer = _Writer(output_path, out_fmt)
+    counts: Counter[str] = Counter()
+    rows = errors = 0
+    t0 = time.perf_counter()
+    bar = tqdm(total=total, unit="row", desc=f"predict {input_path.name}", disable=not progress)
+    try:
+        for chunk in chunks:
+            if text_column not in chunk.columns:
+                raise ValueError(f"{input_path}: no column {text_column!r} (columns: {list(chunk.columns)[:10]})")
+            pred = predict_chunk(predictor, chunk[text_column].tolist(), top_k)
+            clash = sorted(set(chunk.columns) & set(pred.columns))
+            if clash:
+                raise ValueError(f"{input_path}: input columns {clash} clash with prediction columns; rename them")
+            writer.write(pd.concat([chunk.reset_index(drop=True), pred], axis=1))
+            counts.update(pred["intent"].dropna().tolist())
+            errors += int(pred["error"].notna().sum())
+            rows += len(chunk)
+            bar.update(len(chunk))
+        if rows == 0:
+            raise ValueError(f"{input_path}: no rows to predict")
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        bar.close()
+    return BatchResult(
+        output=output_path,
+        rows=rows,
+        predicted_rows=rows - errors,
+        error_rows=errors,
+        seconds=time.perf_counter() - t0,
+        label_counts=dict(counts.most_common()),
+        model_version=predictor.model_version,
+    )

@@ -1,0 +1,317 @@
+"""The one prediction path: texts -> top-k intents, probabilities, out-of-scope decision, model version.
+
+Every consumer (the MLflow pyfunc model, batch prediction, the benchmark, a server) goes through
+:class:`Predictor`: input validation (:class:`~intent_mlops.inference.validation.InvalidInput` for client
+mistakes), tokenisation without padding, length-sorted dynamic batches, one forward pass per batch on
+torch (fp32) or onnxruntime (an exported fp32 or int8 variant), temperature-scaled probabilities and the
+calibrated out-of-scope rule stored with the model (``ood.json``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from intent_mlops.inference.ood import CALIBRATION_JSON, OodCalibration, max_softmax, pool, softmax
+from intent_mlops.inference.validation import Limits, validate_texts, validate_top_k
+from intent_mlops.model.labels import OOS_PREDICTED
+
+log = logging.getLogger(__name__)
+
+ONNX_DIR = "onnx"
+ONNX_FP32, ONNX_INT8 = "model.onnx", "model.int8.onnx"
+ONNX_VARIANTS = {"fp32": ONNX_FP32, "int8": ONNX_INT8}
+ONNX_REPORT = "variants.json"
+DEFAULT_MAX_LENGTH = 128
+DEFAULT_BATCH_SIZE = 64
+
+
+@dataclass
+class Outputs:
+    """Per-row arrays of one forward pass, in input order."""
+
+    logits: np.ndarray  # rows x classes (float32)
+    embeddings: np.ndarray | None  # rows x hidden, pooled as the calibration asks (None when not needed)
+
+
+class Backend(Protocol):
+    name: str
+
+    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray, pooling: str | None) -> Outputs: ...
+
+
+class TorchBackend:
+    """fp32 torch forward pass on CPU (or a given device)."""
+
+    name = "torch-fp32"
+
+    def __init__(self, model: Any, device: str = "cpu") -> None:
+        import torch
+
+        self.torch = torch
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+
+    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray, pooling: str | None) -> Outputs:
+        torch = self.torch
+        with torch.inference_mode():
+            out = self.model(
+                input_ids=torch.from_numpy(input_ids).to(self.device),
+                attention_mask=torch.from_numpy(attention_mask).to(self.device),
+                output_hidden_states=pooling is not None,
+            )
+            logits = out.logits.float().cpu().numpy()
+            emb = None
+            if pooling is not None:
+                emb = pool(out.hidden_states[-1].float().cpu().numpy(), attention_mask, pooling)
+        return Outputs(logits, emb)
+
+
+class OnnxBackend:
+    """onnxruntime session over an exported variant (outputs ``logits``, ``cls``, ``mean``)."""
+
+    def __init__(self, path: Path | str, num_threads: int | None = None, name: str = "onnx") -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if num_threads:
+            opts.intra_op_num_threads = num_threads
+            opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.name = name
+        self.path = Path(path)
+
+    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray, pooling: str | None) -> Outputs:
+        wanted = ["logits"] + ([pooling] if pooling else [])
+        res = self.session.run(wanted, {"input_ids": input_ids, "attention_mask": attention_mask})
+        return Outputs(np.asarray(res[0], dtype=np.float32), res[1] if pooling else None)
+
+
+def onnx_folder(model_dir: Path | str) -> Path | None:
+    """The ``onnx/`` folder of a model folder (or of the ``model/`` folder inside a logged MLflow model)."""
+    root = Path(model_dir)
+    for candidate in (root / ONNX_DIR, root / "model" / ONNX_DIR):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def passing_variants(folder: Path) -> list[str]:
+    """Variants whose check against fp32 torch passed (``variants.json``), best (int8) first."""
+    report = folder / ONNX_REPORT
+    if not report.exists():
+        return []
+    raw = json.loads(report.read_text())
+    ok = [name for name, r in raw.get("variants", {}).items() if r.get("passed") and (folder / r["file"]).exists()]
+    return sorted(ok, key=lambda n: 0 if n == "int8" else 1)
+
+
+def weights_fingerprint(folder: Path | str) -> str:
+    """``sha256:<12 hex>`` of the model weights: a version label that follows the content."""
+    folder = Path(folder)
+    files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob(f"{ONNX_DIR}/*.onnx"))
+    files = [f for f in files if f.name != "ood.safetensors"]
+    h = hashlib.sha256()
+    for f in files:
+        with f.open("rb") as fh:
+            while block := fh.read(1 << 20):
+                h.update(block)
+    return "sha256:" + h.hexdigest()[:12]
+
+
+class Predictor:
+    """Texts -> predictions. Build it with :meth:`load`; call :meth:`predict`."""
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        backend: Backend,
+        id2label: Sequence[str],
+        calibration: OodCalibration | None = None,
+        model_version: str = "unversioned",
+        *,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        limits: Limits | None = None,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.backend = backend
+        self.labels = list(id2label)  # predicted names: the model's oos class is already ``out_of_scope``
+        self.calibration = calibration
+        self.model_version = model_version
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.limits = limits or Limits()
+        self.pad_id = int(tokenizer.pad_token_id or 0)
+        self.oos_index = self.labels.index(OOS_PREDICTED) if OOS_PREDICTED in self.labels else None
+
+    # ------------------------------------------------------------ construction
+
+    @classmethod
+    def load(
+        cls,
+        model_dir: Path | str,
+        *,
+        use_onnx: bool = False,
+        onnx_variant: str | None = None,
+        model_version: str | None = None,
+        num_threads: int | None = None,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        limits: Limits | None = None,
+        calibration: bool = True,
+    ) -> Predictor:
+        """A predictor over a ``save_pretrained`` folder or a logged MLflow transformers model folder.
+
+        ``ood.json`` in the folder (see :mod:`.calibrate`) turns on out-of-scope rejection
+        (``calibration=False`` ignores it). ``use_onnx=True`` runs the exported variant under
+        ``onnx/`` instead of torch: ``onnx_variant`` ("int8" / "fp32"), or by default the best one whose
+        check passed (int8 first); with no usable variant it falls back to torch and logs a warning.
+        With ONNX the torch weights are never loaded. ``model_version`` labels every prediction
+        (default: a fingerprint of the weights).
+        """
+        from intent_mlops.model.loading import model_folders, resolve_model_path
+
+        root = Path(resolve_model_path(str(model_dir)))
+        weights, tok_dir = (Path(p) for p in model_folders(str(root)))
+        calib = None
+        if calibration:
+            for folder in (root, weights):
+                if (folder / CALIBRATION_JSON).exists():
+                    calib = OodCalibration.load(folder)
+                    break
+        backend: Backend | None = None
+        onnx_dir = onnx_folder(root) if use_onnx else None
+        if use_onnx:
+            variant = onnx_variant
+            if onnx_dir is not None and variant is None:
+                ok = passing_variants(onnx_dir)
+                variant = ok[0] if ok else None
+            path = onnx_dir / ONNX_VARIANTS.get(variant or "", "?") if onnx_dir is not None else None
+            if path is not None and path.exists():
+                backend = OnnxBackend(path, num_threads, name=f"onnx-{variant}")
+            elif onnx_variant is not None:
+                raise FileNotFoundError(f"{root}: no ONNX variant {onnx_variant!r} under {ONNX_DIR}/")
+            else:
+                log.warning("%s: no checked ONNX variant under %s/; using torch fp32", root, ONNX_DIR)
+        if backend is None:
+            from intent_mlops.model.loading import load_model
+
+            if num_threads:
+                import torch
+
+                torch.set_num_threads(num_threads)
+            tokenizer, model = load_model(str(root))
+            backend = TorchBackend(model)
+            id2label = [model.config.id2label[i] for i in range(len(model.config.id2label))]
+        else:
+            from transformers import AutoConfig, AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
+            config = AutoConfig.from_pretrained(str(weights))
+            id2label = [config.id2label[i] for i in range(len(config.id2label))]
+        return cls(
+            tokenizer,
+            backend,
+            id2label,
+            calib,
+            model_version or weights_fingerprint(weights),
+            max_length=max_length,
+            batch_size=batch_size,
+            limits=limits,
+        )
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    # ------------------------------------------------------------ forward
+
+    def forward(self, texts: Sequence[str], pooling: str | None = None) -> Outputs:
+        """Logits (and pooled embeddings) for already-validated texts, in input order.
+
+        Texts are tokenised once without padding and run in batches of similar length, each padded
+        only to its own longest row. ``pooling`` defaults to what the calibration needs.
+        """
+        if pooling is None and self.calibration is not None and self.calibration.needs_embeddings:
+            pooling = self.calibration.pooling
+        ids: list[list[int]] = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        order = np.argsort([len(x) for x in ids], kind="stable")
+        logits: np.ndarray | None = None
+        emb: np.ndarray | None = None
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            width = max(len(ids[i]) for i in idx)
+            input_ids = np.full((len(idx), width), self.pad_id, dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            for r, i in enumerate(idx):
+                input_ids[r, : len(ids[i])] = ids[i]
+                mask[r, : len(ids[i])] = 1
+            out = self.backend.run(input_ids, mask, pooling)
+            if logits is None:
+                logits = np.empty((len(ids), out.logits.shape[1]), dtype=np.float32)
+            logits[idx] = out.logits
+            if out.embeddings is not None:
+                if emb is None:
+                    emb = np.empty((len(ids), out.embeddings.shape[1]), dtype=np.float32)
+                emb[idx] = out.embeddings
+        assert logits is not None
+        return Outputs(logits, emb)
+
+    def predict_columns(self, texts: Sequence[str], top_k: int = 3) -> dict[str, Any]:
+        """Column-wise predictions (arrays), for batch paths; :meth:`predict` formats them per row."""
+        texts = validate_texts(texts, self.limits)
+        top_k = validate_top_k(top_k, len(self.labels))
+        out = self.forward(texts)
+        temperature = self.calibration.temperature if self.calibration else 1.0
+        probs = softmax(out.logits, temperature)
+        top = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
+        top_p = np.take_along_axis(probs, top, axis=1)
+        oos = top[:, 0] == self.oos_index if self.oos_index is not None else np.zeros(len(texts), dtype=bool)
+        if self.calibration is not None:
+            scores = self.calibration.scores(out.logits, out.embeddings)
+            oos = oos | self.calibration.rejects(scores)
+        else:
+            scores = max_softmax(out.logits)
+        labels = np.asarray(self.labels, dtype=object)
+        label = np.where(oos, OOS_PREDICTED, labels[top[:, 0]])
+        return {
+            "label": label,
+            "score": top_p[:, 0].astype(np.float64),
+            "top_labels": labels[top],
+            "top_probs": top_p.astype(np.float64),
+            "out_of_scope": oos,
+            "ood_score": np.asarray(scores, dtype=np.float64),
+        }
+
+    def predict(self, texts: list[str], top_k: int = 3) -> list[dict[str, Any]]:
+        """One dict per text: ``label`` (an intent, or ``out_of_scope``), ``score`` (the top intent's
+        probability, temperature-scaled when calibrated), ``top_k`` ([{label, probability}]),
+        ``out_of_scope`` (bool), ``ood_score`` (the calibrated score, higher = more in scope; max
+        softmax when the model has no calibration) and ``model_version``.
+
+        Raises :class:`~intent_mlops.inference.validation.InvalidInput` for a bad request.
+        """
+        cols = self.predict_columns(texts, top_k)
+        return [
+            {
+                "label": str(cols["label"][i]),
+                "score": float(cols["score"][i]),
+                "top_k": [
+                    {"label": str(lab), "probability": float(p)}
+                    for lab, p in zip(cols["top_labels"][i], cols["top_probs"][i], strict=True)
+                ],
+                "out_of_scope": bool(cols["out_of_scope"][i]),
+                "ood_score": float(cols["ood_score"][i]),
+                "model_version": self.model_version,
+            }
+            for i in range(len(cols["label"]))
+        ]

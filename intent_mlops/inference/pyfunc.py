@@ -1,0 +1,167 @@
+"""The MLflow pyfunc model of the intent classifier: the :class:`~.predictor.Predictor`, logged as code.
+
+``mlflow models serve -m models:/intent-classifier@champion`` serves it: a request is a DataFrame
+with a ``text`` column (``{"dataframe_records": [{"text": "..."}]}`` or ``{"inputs": {"text": [...]}}``),
+optional param ``top_k``; each prediction is ``{label, score, top_k, out_of_scope, ood_score,
+model_version}``. Client mistakes raise :class:`InvalidRequest`, an ``MlflowException`` with
+``INVALID_PARAMETER_VALUE`` (HTTP 400) that is also an
+:class:`~intent_mlops.inference.validation.InvalidInput`; any other failure becomes an
+``INTERNAL_ERROR`` (HTTP 500) and is logged with its traceback, so server faults never pass for a
+client's 400.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
+from mlflow.pyfunc.model import PythonModel
+
+from intent_mlops.inference.validation import InvalidInput
+
+log = logging.getLogger(__name__)
+
+MODEL_DIR_ARTIFACT = "model_dir"
+CODE_FILE = Path(__file__).with_name("pyfunc_model.py")
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # intent_mlops/
+USE_ONNX_ENV = "INTENT_MLOPS_USE_ONNX"  # "1"/"0" overrides the logged choice at load time
+
+
+class InvalidRequest(MlflowException, InvalidInput):
+    """A bad request: HTTP 400 from MLflow's scoring server, ``InvalidInput`` for Python callers."""
+
+    def __init__(self, message: str) -> None:
+        MlflowException.__init__(self, message, error_code=INVALID_PARAMETER_VALUE)
+
+
+def texts_from(model_input: Any) -> list[str]:
+    """The list of texts in a pyfunc input: a DataFrame with a ``text`` column, a list of strings, or
+    a ``{"text": [...]}`` mapping."""
+    import pandas as pd
+
+    if isinstance(model_input, pd.DataFrame):
+        if "text" not in model_input.columns:
+            raise InvalidInput(f"missing column 'text' (got columns {list(model_input.columns)[:10]})")
+        return list(model_input["text"].tolist())
+    if isinstance(model_input, dict):
+        if "text" not in model_input:
+            raise InvalidInput(f"missing field 'text' (got fields {list(model_input)[:10]})")
+        value = model_input["text"]
+        return [value] if isinstance(value, str) else list(value)
+    if isinstance(model_input, pd.Series):
+        return list(model_input.tolist())
+    if isinstance(model_input, list):
+        return model_input
+    raise InvalidInput(
+        f"expected a DataFrame with a 'text' column or a list of strings, got {type(model_input).__name__}"
+    )
+
+
+class IntentClassifierModel(PythonModel):
+    """Builds the :class:`~.predictor.Predictor` from the logged model folder; predicts lists of dicts."""
+
+    def load_context(self, context: Any) -> None:
+        from intent_mlops.inference.predictor import Predictor
+        from intent_mlops.inference.validation import Limits
+
+        cfg = dict(context.model_config or {})
+        use_onnx = bool(cfg.get("use_onnx", False))
+        if os.environ.get(USE_ONNX_ENV) in ("0", "1"):
+            use_onnx = os.environ[USE_ONNX_ENV] == "1"
+        self.default_top_k = int(cfg.get("top_k", 3))
+        self.predictor = Predictor.load(
+            context.artifacts[MODEL_DIR_ARTIFACT],
+            use_onnx=use_onnx,
+            onnx_variant=cfg.get("onnx_variant"),
+            model_version=cfg.get("model_version"),
+            num_threads=cfg.get("num_threads"),
+            max_length=int(cfg.get("max_length", 128)),
+            batch_size=int(cfg.get("batch_size", 64)),
+            limits=Limits(int(cfg.get("max_chars", 2000)), int(cfg.get("max_batch", 1024))),
+        )
+        log.info("intent classifier %s loaded (%s)", self.predictor.model_version, self.predictor.backend_name)
+
+    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        top_k = (params or {}).get("top_k", self.default_top_k)
+        try:
+            return self.predictor.predict(texts_from(model_input), top_k=top_k)
+        except InvalidRequest:
+            raise
+        except InvalidInput as exc:
+            raise InvalidRequest(str(exc)) from exc
+        except Exception as exc:  # a server fault: 500, never a client's 400
+            log.exception("prediction failed")
+            raise MlflowException(
+                f"internal error while predicting: {type(exc).__name__}", error_code=INTERNAL_ERROR
+            ) from exc
+
+
+def default_pip_requirements(onnx: bool) -> list[str]:
+    """Pinned to this environment: what the served model needs (no peft, no training extras)."""
+    from importlib.metadata import version
+
+    pkgs = ["mlflow", "transformers", "torch", "tokenizers", "safetensors", "numpy", "pandas", "pyyaml"]
+    if onnx:
+        pkgs.append("onnxruntime")
+    return [f"{p}=={version(p)}" for p in pkgs]
+
+
+def log_pyfunc(
+    model_dir: Path | str,
+    name: str = "model",
+    input_example: list[str] | None = None,
+    pip_requirements: list[str] | None = None,
+    *,
+    model_version: str | None = None,
+    registered_model_name: str | None = None,
+    use_onnx: bool | None = None,
+    top_k: int = 3,
+    max_length: int = 128,
+    extra_config: dict[str, Any] | None = None,
+) -> Any:
+    """Log ``model_dir`` (a ``save_pretrained`` folder, with ``ood.json`` and ``onnx/`` when present) as
+    a pyfunc model from code to the active run; returns MLflow's ``ModelInfo``.
+
+    The signature (DataFrame column ``text`` -> list of predictions, param ``top_k``) is inferred from
+    ``input_example`` run through the real predictor. ``use_onnx=None`` serves the checked ONNX variant
+    when the folder has one. ``model_version`` labels predictions (default: a fingerprint of the
+    weights; the registered version number is not known before registering). ``pip_requirements``
+    defaults to :func:`default_pip_requirements`.
+    """
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    from intent_mlops.inference.predictor import Predictor, onnx_folder, passing_variants
+
+    model_dir = Path(model_dir)
+    folder = onnx_folder(model_dir)
+    has_onnx = folder is not None and bool(passing_variants(folder))
+    if use_onnx is None:
+        use_onnx = has_onnx
+    example = list(input_example or ["where is my order", "I forgot my password", "what time do you open"])
+    predictor = Predictor.load(model_dir, use_onnx=use_onnx, model_version=model_version, max_length=max_length)
+    model_config = {
+        "use_onnx": bool(use_onnx),
+        "model_version": predictor.model_version,
+        "top_k": top_k,
+        "max_length": max_length,
+        **(extra_config or {}),
+    }
+    frame = pd.DataFrame({"text": example})
+    signature = infer_signature(frame, predictor.predict(example, top_k=top_k), params={"top_k": top_k})
+    return mlflow.pyfunc.log_model(
+        name=name,
+        python_model=str(CODE_FILE),
+        artifacts={MODEL_DIR_ARTIFACT: str(model_dir)},
+        code_paths=[str(PACKAGE_DIR)],
+        model_config=model_config,
+        signature=signature,
+        input_example=frame,
+        pip_requirements=pip_requirements or default_pip_requirements(bool(use_onnx)),
+        registered_model_name=registered_model_name,
+    )

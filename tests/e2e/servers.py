@@ -1,0 +1,237 @@
+"""Start and stop real servers for the e2e tests: throwaway PostgreSQL databases, long-running
+processes in their own process groups, HTTP probes.
+
+Everything here cleans up after itself even when a test fails half-way: databases are dropped
+``WITH (FORCE)``, and a process is stopped together with every process it started (a Prefect
+worker runs each flow run in a session of its own, so killing the worker's group is not enough).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+ADMIN_DB = "test"
+# Variables of the test process that must not leak into a server or a worker: each gets exactly
+# the settings its test gives it (the project's own defaults are re-applied by the flow itself).
+_PRIVATE_PREFIXES = ("PREFECT_", "MLFLOW_", "DVC_", "HF_", "GX_", "INTENT_MLOPS_")
+_PRIVATE_KEYS = {"MPLCONFIGDIR", "TOKENIZERS_PARALLELISM", "PGPASSWORD", "PGDATABASE"}
+
+
+def postgres_unavailable() -> str | None:
+    """Why PostgreSQL cannot be used for throwaway databases (None: it can)."""
+    try:
+        with socket.create_connection((PG["host"], PG["port"]), timeout=2):
+            pass
+    except OSError as exc:
+        return f"PostgreSQL is not listening on {PG['host']}:{PG['port']} ({exc})"
+    try:
+        import psycopg2
+    except ImportError:
+        return "psycopg2 is not installed (the dev extra)"
+    try:
+        psycopg2.connect(dbname=ADMIN_DB, connect_timeout=5, **PG).close()  # type: ignore[arg-type]
+    except Exception as exc:
+        return f"cannot connect to PostgreSQL as {PG['user']} (trust auth) to database {ADMIN_DB!r}: {exc}"
+    return None
+
+
+def sqlalchemy_url(db: str, driver: str = "psycopg2") -> str:
+    return f"postgresql+{driver}://{PG['user']}@{PG['host']}:{PG['port']}/{db}"
+
+
+@contextlib.contextmanager
+def throwaway_databases(
+    roles: Iterable[str], extensions: Mapping[str, Iterable[str]] | None = None
+) -> Iterator[dict[str, str]]:
+    """``{role: database name}`` of fresh databases, each with its ``extensions``; dropped after."""
+    import psycopg2
+
+    tag = uuid.uuid4().hex[:8]
+    names = {role: f"intent_mlops_e2e_{tag}_{role}" for role in roles}
+    admin = psycopg2.connect(dbname=ADMIN_DB, **PG)  # type: ignore[arg-type]
+    admin.autocommit = True
+    created: list[str] = []
+    try:
+        for role, db in names.items():
+            with admin.cursor() as cur:
+                cur.execute(f'CREATE DATABASE "{db}"')
+            created.append(db)
+            wanted = list((extensions or {}).get(role, ()))
+            if wanted:
+                conn = psycopg2.connect(dbname=db, **PG)  # type: ignore[arg-type]
+                conn.autocommit = True
+                try:
+                    with conn.cursor() as cur:
+                        for ext in wanted:
+                            cur.execute(f"CREATE EXTENSION IF NOT EXISTS {ext}")
+                finally:
+                    conn.close()
+        yield names
+    finally:
+        try:
+            for db in reversed(created):
+                with admin.cursor() as cur:
+                    cur.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        finally:
+            admin.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def clean_env(**settings: str) -> dict[str, str]:
+    """This process's environment without its Prefect/MLflow/DVC/... settings, plus ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_PREFIXES) and k not in _PRIVATE_KEYS}
+    env.update(
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        MLFLOW_DISABLE_TELEMETRY="true",
+        DVC_NO_ANALYTICS="1",
+        HF_HUB_OFFLINE="1",
+        DO_NOT_TRACK="1",
+    )
+    env.update(settings)
+    return env
+
+
+@dataclass
+class Service:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def wait_until(self, ready: Callable[[], bool], timeout: float, what: str | None = None) -> None:
+        """Poll ``ready`` until true; fail with this service's log when it exits or times out."""
+        what = what or self.name
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if not self.alive():
+                raise AssertionError(f"{what}: {self.name} exited ({self.proc.returncode}); log:\n{self.tail()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what}: not ready within {timeout:.0f} s; {self.name} log:\n{self.tail()}")
+            time.sleep(1)
+
+
+def _descendants(pid: int) -> list[int]:
+    import psutil
+
+    try:
+        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def stop_tree(pid: int, grace: float = 20) -> None:
+    """SIGTERM the process group of ``pid`` and of every descendant (sessions of their own
+    included), then SIGKILL whatever is left after ``grace`` seconds."""
+    import psutil
+
+    pids = [pid, *_descendants(pid)]
+    groups: set[int] = set()
+    for p in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            groups.add(os.getpgid(p))
+    own = os.getpgid(0)
+    groups.discard(own)  # never signal the test runner's own group
+    for g in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(g, signal.SIGTERM)
+    procs = []
+    for p in pids:
+        with contextlib.suppress(psutil.Error):
+            procs.append(psutil.Process(p))
+    _, alive = psutil.wait_procs(procs, timeout=grace)
+    for g in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(g, signal.SIGKILL)
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+
+
+@contextlib.contextmanager
+def service(
+    name: str, cmd: list[str], env: Mapping[str, str], logs: Path, cwd: Path | None = None
+) -> Iterator[Service]:
+    """Run ``cmd`` in a new session with its output in ``logs/<name>.log``; stopped (tree) on exit."""
+    logs.mkdir(parents=True, exist_ok=True)
+    log = logs / f"{name}.log"
+    with open(log, "ab") as fh:
+        proc = subprocess.Popen(
+            cmd, env=dict(env), cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        yield Service(name, proc, log)
+    finally:
+        stop_tree(proc.pid)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+
+
+def run(cmd: list[str], env: Mapping[str, str], cwd: Path | None = None, timeout: float = 300) -> str:
+    """Run a command to completion; fail with its output when it fails. Returns its output."""
+    try:
+        done = subprocess.run(
+            cmd, env=dict(env), cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"{' '.join(cmd[:4])} ...: no result within {timeout:.0f} s\n{exc.output!r}") from exc
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, f"{' '.join(cmd)} exited {done.returncode}:\n{out[-5000:]}"
+    return out
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def http(
+    url: str, *, method: str = "GET", body: Any = None, authorization: str | None = None, timeout: float = 30
+) -> tuple[int, str]:
+    """(status, body text) of one request; HTTP errors are returned, not raised."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    if authorization:
+        req.add_header("Authorization", authorization)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:  # noqa: S310 (loopback URLs built by the tests)
+            return int(r.status), r.read().decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read().decode(errors="replace")
+
+
+def answers(url: str) -> bool:
+    try:
+        return http(url, timeout=3)[0] == 200
+    except OSError:
+        return False

@@ -1,0 +1,123 @@
+"""The two UIs in a real browser (Debian's chromium driven by playwright), with `make serve`'s stack up.
+
+A person's path: the Prefect UI lists `train` and `retrain` (with its schedule), a train flow run
+shows its metrics artifact, a run started from the deployment's form completes, and the MLflow
+registry page of `intent-classifier` shows the `champion` alias and the version's model card.
+Screenshots go to `test-output/browser/`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows import stack
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.browser]
+SHOTS = REPO / "test-output" / "browser"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def served(project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """`make serve` on the test project (its own PREFECT_HOME), torn down whatever happens."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium not installed: `make browser` installs it (CI runs it through `make test`)")
+    monkeypatch.setenv("PREFECT_HOME", str(project / ".prefect"))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    ports = (_free_port(), _free_port())
+    try:
+        assert stack.start(project, ports[0], ports[1], timeout=300) == 0
+        yield {"prefect": f"http://127.0.0.1:{ports[0]}", "mlflow": f"http://127.0.0.1:{ports[1]}"}
+    finally:
+        stack.stop(project)
+
+
+def _run_deployment(api: str, name: str, parameters: dict[str, Any]) -> Any:
+    """Start a deployment run through the Prefect API and wait for its final state."""
+    os.environ["PREFECT_API_URL"] = api
+    from prefect.deployments import run_deployment
+
+    return run_deployment(name, parameters=parameters, timeout=600)
+
+
+def _wait_for_new_run(api: str, before: set[str], timeout: float = 600) -> Any:
+    from prefect import get_client
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as c:
+        while time.monotonic() < deadline:
+            runs = [r for r in c.read_flow_runs() if str(r.id) not in before]
+            if runs and runs[0].state and runs[0].state.is_final():
+                return runs[0]
+            time.sleep(3)
+    raise AssertionError("the run started from the form did not finish")
+
+
+def test_both_uis_in_a_browser(served: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    api = served["prefect"] + "/api"
+    monkeypatch.setenv("PREFECT_API_URL", api)
+    first = _run_deployment(api, "train-intent-classifier/train", {})
+    assert first.state.is_completed(), first.state
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"]  # fmt: skip
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+
+        page.goto(f"{served['prefect']}/deployments")
+        expect(page.get_by_text("retrain", exact=True).first).to_be_visible()
+        expect(page.get_by_text("train", exact=True).first).to_be_visible()
+        page.screenshot(path=str(SHOTS / "prefect-deployments.png"), full_page=True)
+        page.get_by_text("retrain", exact=True).first.click()
+        expect(page.get_by_text("0 3 * * *").or_(page.get_by_text("At 03:00")).first).to_be_visible()
+        page.screenshot(path=str(SHOTS / "prefect-retrain-schedule.png"), full_page=True)
+
+        page.goto(f"{served['prefect']}/runs/flow-run/{first.id}?tab=Artifacts")
+        expect(page.get_by_text("training-summary").first).to_be_visible()
+        page.get_by_text("training-summary").first.click()
+        expect(page.get_by_text("test_accuracy").first).to_be_visible()
+        page.screenshot(path=str(SHOTS / "prefect-training-summary.png"), full_page=True)
+
+        from prefect import get_client
+
+        with get_client(sync_client=True) as c:
+            before = {str(r.id) for r in c.read_flow_runs()}
+            train_id = c.read_deployment_by_name("train-intent-classifier/train").id
+        page.goto(f"{served['prefect']}/deployments/deployment/{train_id}")
+        page.get_by_role("button", name="Run").first.click()
+        page.get_by_text("Custom run").first.click()
+        expect(page.get_by_text("epochs").first).to_be_visible()
+        page.screenshot(path=str(SHOTS / "prefect-run-form.png"), full_page=True)
+        page.get_by_role("button", name="Submit").first.click()
+        run = _wait_for_new_run(api, before)
+        assert run.state.is_completed(), run.state
+        page.goto(f"{served['prefect']}/runs/flow-run/{run.id}")
+        page.screenshot(path=str(SHOTS / "prefect-form-run.png"), full_page=True)
+
+        page.goto(f"{served['mlflow']}/#/models/intent-classifier")
+        expect(page.get_by_text("champion").first).to_be_visible()
+        page.screenshot(path=str(SHOTS / "mlflow-registered-model.png"), full_page=True)
+        page.goto(f"{served['mlflow']}/#/models/intent-classifier/versions/1")
+        expect(page.get_by_text("Five weakest intents").first).to_be_visible()
+        expect(page.get_by_text("champion").first).to_be_visible()
+        page.screenshot(path=str(SHOTS / "mlflow-model-card.png"), full_page=True)
+        browser.close()

@@ -1,0 +1,52 @@
+"""Issue 11 items 6 and 7 on a whole run of the CLI: a quiet console, full logs kept, no worktree left.
+
+``train --data-rev HEAD`` works in a git worktree of that revision; the console shows the progress bar,
+the epoch lines and the summary, while the Prefect flow run keeps every INFO line of the tasks.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import git
+
+pytestmark = pytest.mark.slow
+
+NOISE = (
+    "LOAD REPORT", "MISSING", "model card", "license", "Finished in state", "Traceback", "Downloading artifacts",
+    "Loading weights", "Writing model shards", "| INFO", "didn't change, skipping", "ERROR",
+)  # fmt: skip
+
+
+def test_train_prints_progress_and_summary_only(project: Path, tmp_path: Path) -> None:
+    home = tmp_path / "prefect-home"
+    cmd = [
+        sys.executable, "-m", "flows.cli", "--project", str(project), "train", "--data-rev", "HEAD",
+        "--set", "train.epochs=2", "--set", "train.progress=true",
+    ]  # fmt: skip
+    env = {**os.environ, "PREFECT_HOME": str(home)}
+    done = subprocess.run(cmd, env=env, capture_output=True, timeout=900)  # bytes: keep the bars' \r
+    output = (done.stdout + done.stderr).decode()
+    assert done.returncode == 0, output[-3000:]
+    for noise in NOISE:
+        assert noise not in output, (noise, output[-3000:])
+    lines = [line.split("\r")[-1] for line in output.split("\n") if line.strip()]  # a bar's frames: one line
+    assert len(lines) <= 25, "\n".join(lines)
+    assert "train: 100%" in output and "epoch 2: dev accuracy" in output
+    assert "registered intent-classifier version 1; aliases of this version: challenger" in output
+
+    worktrees = project / ".intent-mlops" / "worktrees"
+    assert not worktrees.exists() or not any(worktrees.iterdir()), "the --data-rev worktree is removed"
+    assert len([x for x in git(project, "worktree", "list").splitlines() if x.strip()]) == 1
+
+    with sqlite3.connect(home / "prefect.db") as db:
+        info = [row[0] for row in db.execute("select message from log where level = 20")]
+    assert any(m.startswith("MLflow run ") and m.endswith("(new)") for m in info), "task INFO logs kept in Prefect"
+    assert any(m.startswith("registered intent-classifier version 1") for m in info)
+    assert (home / "temporary-server.log").exists()

@@ -1,0 +1,136 @@
+"""Issue 11 item 3: a wrong ``--set`` or ``--data-rev`` fails in about a second, before Prefect starts.
+
+The CLI runs as a user runs it (a subprocess); its Prefect home stays empty, so no server started and
+no flow run was left behind. Each message names what the user typed, in one line, without a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, git
+
+
+def cli(*args: str, cwd: Path, prefect_home: Path) -> tuple[int, str, str, float]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI")}
+    env["PREFECT_HOME"] = str(prefect_home)
+    t0 = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
+    return done.returncode, done.stdout, done.stderr, time.monotonic() - t0
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A git project: commit 1 has params.yaml only, commit 2 adds data.dvc (no DVC needed here)."""
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    git(root, "init", "-q")
+    git(root, "add", "params.yaml")
+    git(root, "commit", "-qm", "params only")
+    shutil.copy(REPO / "data.dvc", root / "data.dvc")
+    git(root, "add", "data.dvc")
+    git(root, "commit", "-qm", "data")
+    return root
+
+
+def one_line_error(rc: int, stderr: str, home: Path) -> str:
+    assert rc == 2, stderr
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) <= 2 and lines[0].startswith("error: "), stderr
+    assert not home.exists(), "nothing of Prefect started (no server, no flow run)"
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("train.epochs=abc", "--set train.epochs=abc: expected int"),
+        ("train.epochz=3", "--set train.epochz=3: unknown key"),
+        ("trian.epochs=3", "--set trian.epochs=3: unknown key"),
+        ("epochs", "--set epochs: expected section.key=value"),
+        ("train.device=tpu", "--set train.device=tpu: expected auto, cpu or cuda"),
+        ("split.seed=3", "--set split.seed=3: split.* are the DVC prepare stage's params"),
+    ],
+)
+def test_bad_set_fails_fast_naming_the_flag(repo: Path, tmp_path: Path, override: str, expected: str) -> None:
+    home = tmp_path / "prefect-home"
+    rc, _, err, seconds = cli("--project", str(repo), "train", "--set", override, cwd=repo, prefect_home=home)
+    line = one_line_error(rc, err, home)
+    assert expected in line
+    assert "params.yaml:" not in line, "a value typed on the command line is not blamed on params.yaml"
+    assert seconds < 5, f"took {seconds:.1f} s"
+
+
+def test_bad_params_yaml_names_the_file(repo: Path, tmp_path: Path) -> None:
+    (repo / "params.yaml").write_text((repo / "params.yaml").read_text().replace("epochs: 10", "epochs: ten"))
+    home = tmp_path / "prefect-home"
+    rc, _, err, _ = cli("--project", str(repo), "train", cwd=repo, prefect_home=home)
+    assert "params.yaml: train.epochs: expected int" in one_line_error(rc, err, home)
+
+
+def test_unknown_data_rev_fails_before_prefect(repo: Path, tmp_path: Path) -> None:
+    home = tmp_path / "prefect-home"
+    rc, _, err, seconds = cli("--project", str(repo), "train", "--data-rev", "nosuch", cwd=repo, prefect_home=home)
+    assert "--data-rev nosuch: unknown git revision 'nosuch'" in one_line_error(rc, err, home)
+    assert seconds < 10, f"took {seconds:.1f} s"  # pandas is imported for it; Prefect never
+
+
+def test_data_rev_without_data_dvc(repo: Path, tmp_path: Path) -> None:
+    home = tmp_path / "prefect-home"
+    rc, _, err, _ = cli("--project", str(repo), "retrain", "--data-rev", "HEAD~1", cwd=repo, prefect_home=home)
+    assert "--data-rev HEAD~1: revision 'HEAD~1'" in one_line_error(rc, err, home)
+    assert "has no data.dvc" in err
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_shows_the_traceback(repo: Path, tmp_path: Path, where: str) -> None:
+    args = ["train", "--set", "train.epochs=abc"]
+    args = ["--debug", *args] if where == "before" else [*args, "--debug"]
+    rc, _, err, _ = cli("--project", str(repo), *args, cwd=repo, prefect_home=tmp_path / "h")
+    assert rc == 2 and "Traceback" in err and "ConfigError" in err
+    assert err.strip().splitlines()[-1] == "error: --set train.epochs=abc: expected int, got 'abc'"
+
+
+def test_pull_data_retries_io_but_not_a_bad_revision() -> None:
+    from prefect.states import Failed
+
+    from intent_mlops.data.io import DataError
+    from tasks.data import pull_data, retry_on_io_only
+
+    assert pull_data.retry_condition_fn is retry_on_io_only and pull_data.retries == 2
+    assert retry_on_io_only(pull_data, None, Failed(data=DataError("unknown git revision 'x'"))) is False
+    assert retry_on_io_only(pull_data, None, Failed(data=OSError("connection reset by peer"))) is True
+
+
+def test_rollback_refusal_is_one_line(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flows import cli as cli_module
+    from intent_mlops.registry import history
+
+    def refuse(root: Path, to: str | None, reason: str) -> int:
+        raise ValueError("intent-classifier: no previous-champion to roll back to; pass --to VERSION")
+
+    monkeypatch.setattr(history, "rollback_command", refuse)
+    assert cli_module.main(["--project", str(repo), "rollback"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "error: intent-classifier: no previous-champion to roll back to; pass --to VERSION"
+
+
+def test_unsafe_model_is_a_user_error() -> None:
+    from flows.cli import _is_user_error
+    from intent_mlops.model.loading import UnsafeModelError
+
+    assert _is_user_error(UnsafeModelError("model/: refusing pickle-format files"))
+    assert not _is_user_error(RuntimeError("a bug"))

@@ -1,0 +1,74 @@
+"""Issue 11 item 6, the parts that need no flow: --version, --help for users, the summary, `data ensure`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from flows.cli import _parser
+from intent_mlops.data import versioning
+from tests.conftest import REPO
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        _parser().parse_args(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"intent-mlops {version('intent-mlops')}"
+
+
+def test_help_speaks_to_users() -> None:
+    text = _parser().format_help()
+    for code_note in ("core package", "lives beside the flows", "Prefect flow", "``"):
+        assert code_note not in text, code_note
+    for command in ("train", "retrain", "data", "params", "--project", "--debug", "--version"):
+        assert command in text, command
+    train_help = _parser()._subparsers._group_actions[0].choices["train"].format_help()  # type: ignore[union-attr]
+    assert "--data-rev REV" in train_help and "--set KEY=VALUE" in train_help
+
+
+def test_summary_names_this_versions_aliases_and_a_duplicate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flows.training import print_outcome
+    from intent_mlops.registry import tracking
+
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.setattr(tracking, "duplicate_version", lambda name, v: "1" if v == "2" else None)
+    metrics = {f"{s}_{m}": 0.9 for s in ("dev", "test") for m in ("accuracy", "macro_f1")}
+    out = {
+        "metrics": metrics, "registered_model": "intent-classifier", "version": "2", "run_id": "r2",
+        "aliases": {"champion": "1", "challenger": "2", "previous-champion": "1"},
+        "decision": {"decision": "refused", "reason": "refused: failed significance"},
+        "data_md5": "d", "splits_md5": "s",
+    }  # fmt: skip
+    print_outcome(tmp_path, out)
+    text = capsys.readouterr().out
+    assert "registered intent-classifier version 2; aliases of this version: challenger\n" in text
+    assert "note: this retrains the same data and params as version 1" in text
+    assert "decision: refused: failed significance\n" in text and "champion is version 1" in text
+
+
+def test_data_ensure_on_a_fresh_clone_prints_no_dvc_warning(tmp_path: Path) -> None:
+    """The regenerate path of a fresh clone is the normal case: no "cache files do not exist" warning."""
+    root = tmp_path / "p"
+    root.mkdir()
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    versioning.init_project(root, str(tmp_path / "remote"))
+    shutil.copy(REPO / "data.dvc", root / "data.dvc")  # a clone: data.dvc, no data, empty remote
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "--project", str(root), "data", "ensure"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    output = done.stdout + done.stderr
+    assert "WARNING" not in output and "do not exist" not in output, output
+    assert "generated 3750 utterances" in output
+    assert versioning.dvc_file_md5(root / "data.dvc") == versioning.dvc_file_md5(REPO / "data.dvc")

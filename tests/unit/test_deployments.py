@@ -1,0 +1,83 @@
+"""Deployments are declared once (prefect.yaml) and served locally from the same declarations."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flows import stack
+from flows.deployments import build, declarations
+from flows.parameters import SignificanceTest, as_overrides
+from intent_mlops.config.params import load_config
+from tests.conftest import REPO
+
+
+def test_served_deployments_match_prefect_yaml() -> None:
+    served = {d.name: d for d in build(REPO)}
+    assert set(served) == {e["name"] for e in declarations(REPO)} >= {"train", "retrain"}
+    retrain = served["retrain"]
+    cron = load_config(REPO / "params.yaml").schedule.cron
+    assert [s.schedule.cron for s in retrain.schedules] == [cron]
+    assert retrain.concurrency_limit == 1
+    assert retrain.concurrency_options.collision_strategy.value == "CANCEL_NEW"
+    assert served["train"].parameters == {"project_dir": str(REPO)}
+
+
+def test_prefect_yaml_schedule_equals_params_yaml() -> None:
+    """`prefect deploy` reads prefect.yaml, `intent-mlops serve` params.yaml: they must agree."""
+    entry = next(
+        e for e in yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"] if e["name"] == "retrain"
+    )
+    assert [s["cron"] for s in entry["schedules"]] == [load_config(REPO / "params.yaml").schedule.cron]
+    assert entry["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
+
+
+def test_forms_have_descriptions_types_and_choices() -> None:
+    """What the Prefect UI renders: the schema Prefect derives from each flow and sends with the deployment."""
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.retraining import retrain_flow
+    from flows.training import train_flow
+
+    assert all(d.enforce_parameter_schema is not False for d in build(REPO))
+    props = parameter_schema(train_flow.fn).model_dump()["properties"]
+    assert all(p.get("description") for p in props.values()), props
+    epochs = next(x for x in props["epochs"]["anyOf"] if x.get("type") == "integer")
+    assert (epochs["minimum"], epochs["maximum"]) == (1, 100)
+    schema = parameter_schema(retrain_flow.fn).model_dump()
+    assert schema["definitions"]["SignificanceTest"]["enum"] == ["bootstrap", "mcnemar"]
+
+
+def test_bad_form_values_are_refused_by_the_flow() -> None:
+    from prefect.exceptions import ParameterTypeError
+
+    from flows.training import train_flow
+
+    with pytest.raises(ParameterTypeError):
+        train_flow.validate_parameters({"epochs": 0})
+    with pytest.raises(ParameterTypeError):
+        train_flow.validate_parameters({"significance_test": "t-test"})
+
+
+def test_typed_fields_become_overrides() -> None:
+    out = as_overrides(["train.seed=3"], epochs=2, significance_test=SignificanceTest.mcnemar, require_approval=True)
+    assert out == ["train.seed=3", "train.epochs=2", "promotion.significance_test=mcnemar",
+                   "promotion.require_approval=true"]  # fmt: skip
+    cfg = load_config(REPO / "params.yaml", None)
+    assert cfg.promotion.significance_test == "bootstrap"
+
+
+def test_taken_port_is_refused_and_nothing_is_left_running(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:  # type: ignore[type-arg]
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        rc = stack.main(["start", "--project", str(REPO), "--prefect-port", str(port), "--mlflow-port", str(port + 1)])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert f"port {port}" in err and "taken" in err and sys.executable
+    assert not (REPO / stack.PID_FILE).exists() or "processes" in (REPO / stack.PID_FILE).read_text()

@@ -1,0 +1,89 @@
+"""Streamed batch prediction: CSV <-> Parquet, order kept, bad rows flagged, atomic output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from intent_mlops.inference.batch import predict_file
+from intent_mlops.inference.predictor import Predictor
+from intent_mlops.inference.validation import Limits
+from tests.unit.test_inference_predictor import TEXTS, tiny_classifier  # noqa: F401  (fixture)
+
+ROWS = 3000
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_classifier: Path) -> Predictor:  # noqa: F811
+    return Predictor.load(tiny_classifier, limits=Limits(max_batch=256), batch_size=128)
+
+
+def _frame() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    texts = [TEXTS[i] + f" {k}" for k, i in enumerate(rng.integers(0, len(TEXTS), ROWS))]
+    texts[7], texts[1500] = "", "   "  # bad rows are reported, not fatal
+    return pd.DataFrame({"id": np.arange(ROWS), "text": texts})
+
+
+@pytest.mark.parametrize(("src", "dst"), [("csv", "parquet"), ("parquet", "csv")])
+def test_batch_predicts_every_row_in_order(predictor: Predictor, tmp_path: Path, src: str, dst: str) -> None:
+    df = _frame()
+    inp = tmp_path / f"in.{src}"
+    df.to_csv(inp, index=False) if src == "csv" else df.to_parquet(inp, index=False)
+    out = tmp_path / "out" / f"pred.{dst}"
+    res = predict_file(predictor, inp, out, chunk_rows=700, top_k=2, progress=False)
+    assert res.rows == ROWS and res.error_rows == 2 and res.predicted_rows == ROWS - 2
+    assert res.rows_per_second > 0 and 0.0 <= res.out_of_scope_rate <= 1.0
+    assert sum(res.label_counts.values()) == ROWS - 2
+    got = pd.read_parquet(out) if dst == "parquet" else pd.read_csv(out, keep_default_na=False)
+    assert len(got) == ROWS and got["id"].astype(int).tolist() == list(range(ROWS))
+    assert {"intent", "intent_score", "out_of_scope", "ood_score", "top1_intent", "top2_probability",
+            "model_version", "error"} <= set(got.columns)  # fmt: skip
+    assert got.loc[7, "error"] == "empty or missing text" and got.loc[1500, "error"] == "empty or missing text"
+    # same answers as the online path
+    sample = [3, 999, 2999]
+    direct = predictor.predict([df.loc[i, "text"] for i in sample])
+    assert got.loc[sample, "intent"].tolist() == [r["label"] for r in direct]
+    assert np.allclose(got.loc[sample, "intent_score"].astype(float), [r["score"] for r in direct], atol=1e-6)
+    assert not list(out.parent.glob(".*.partial"))
+
+
+def test_failure_leaves_no_output_and_previous_output_intact(
+    predictor: Predictor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inp = tmp_path / "in.csv"
+    _frame().to_csv(inp, index=False)
+    out = tmp_path / "pred.parquet"
+    out.write_bytes(b"previous run")
+    calls = {"n": 0}
+    real = predictor.predict_columns
+
+    def flaky(texts: list[str], top_k: int = 3) -> dict[str, object]:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("disk full")
+        return real(texts, top_k)
+
+    monkeypatch.setattr(predictor, "predict_columns", flaky)
+    with pytest.raises(RuntimeError, match="disk full"):
+        predict_file(predictor, inp, out, chunk_rows=500, progress=False)
+    assert out.read_bytes() == b"previous run"
+    assert not list(tmp_path.glob(".*.partial"))
+
+
+def test_bad_inputs(predictor: Predictor, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        predict_file(predictor, tmp_path / "missing.csv", tmp_path / "o.csv", progress=False)
+    inp = tmp_path / "in.csv"
+    pd.DataFrame({"utterance": ["hi"]}).to_csv(inp, index=False)
+    with pytest.raises(ValueError, match="no column 'text'"):
+        predict_file(predictor, inp, tmp_path / "o.csv", progress=False)
+    pd.DataFrame({"text": ["hi"], "intent": ["x"]}).to_csv(inp, index=False)
+    with pytest.raises(ValueError, match="clash"):
+        predict_file(predictor, inp, tmp_path / "o.csv", progress=False)
+    with pytest.raises(ValueError, match="format"):
+        predict_file(predictor, inp, tmp_path / "o.json", progress=False)
+    assert not (tmp_path / "o.csv").exists()

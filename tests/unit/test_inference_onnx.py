@@ -1,0 +1,111 @@
+"""ONNX export + fusion + int8 on a tiny random BERT; the Predictor and the pyfunc use the checked variant."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+
+from intent_mlops.inference.calibrate import calibrate  # noqa: E402
+from intent_mlops.inference.onnx_export import check_variant, export_variants  # noqa: E402
+from intent_mlops.inference.predictor import Predictor  # noqa: E402
+from tests.conftest import four_intent_splits  # noqa: E402
+from tests.unit.test_inference_predictor import INTENTS, TEXTS, tiny_classifier  # noqa: E402,F401  (fixture)
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_classifier: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
+    """The tiny classifier, calibrated (mahalanobis on mean pooling), exported to fp32 + int8."""
+    folder = Path(shutil.copytree(tiny_classifier, tmp_path_factory.mktemp("onnx") / "model"))
+    parts = four_intent_splits()
+    calibrate(
+        folder,
+        parts["train"]["text"].tolist(),
+        parts["train"]["label"].tolist(),
+        parts["dev"]["text"].tolist(),
+        parts["dev"]["label"].tolist(),
+        score="mahalanobis",
+        pooling="mean",
+    )
+    export_variants(folder, parts["dev"]["text"].tolist(), parts["dev"]["label"].tolist(), max_accuracy_drop=0.05,
+                    min_agreement=0.9)  # fmt: skip
+    return folder
+
+
+def test_export_fuses_and_records_checks(exported: Path) -> None:
+    report = json.loads((exported / "onnx" / "variants.json").read_text())
+    fused = report["fused_operators"]
+    assert fused.get("Attention", 0) == 2 and fused.get("SkipLayerNormalization", 0) >= 2, fused
+    for name in ("fp32", "int8"):
+        v = report["variants"][name]
+        assert v["passed"] and v["rows"] > 0 and v["accuracy_delta"] is not None and v["ood_agreement"] is not None
+        assert (exported / "onnx" / v["file"]).exists()
+    assert report["variants"]["fp32"]["max_prob_diff"] < 1e-4
+    assert report["variants"]["int8"]["bytes"] < report["variants"]["fp32"]["bytes"] / 2
+
+
+def test_predictor_uses_checked_onnx_variant(exported: Path) -> None:
+    torch_p = Predictor.load(exported)
+    fp32 = Predictor.load(exported, use_onnx=True, onnx_variant="fp32")
+    default = Predictor.load(exported, use_onnx=True)
+    assert torch_p.backend_name == "torch-fp32" and fp32.backend_name == "onnx-fp32"
+    assert default.backend_name == "onnx-int8", "int8 passed its check, so it is the default variant"
+    assert default.calibration is not None and default.model_version == torch_p.model_version
+    # dynamic batch and sequence axes: mixed lengths, batched and one by one
+    a, b = torch_p.forward(TEXTS, pooling="mean"), fp32.forward(TEXTS, pooling="mean")
+    assert np.allclose(a.logits, b.logits, atol=1e-4) and a.embeddings is not None and b.embeddings is not None
+    assert np.allclose(a.embeddings, b.embeddings, atol=1e-4)
+    one = np.concatenate([fp32.forward([t]).logits for t in TEXTS])
+    assert np.allclose(one, b.logits, atol=1e-4)
+    ta, tb = torch_p.predict(TEXTS), fp32.predict(TEXTS)
+    assert [r["label"] for r in ta] == [r["label"] for r in tb]
+    assert np.allclose([r["ood_score"] for r in ta], [r["ood_score"] for r in tb], rtol=1e-3, atol=1e-3)
+
+
+def test_check_variant_flags_disagreement(exported: Path) -> None:
+    ref = Predictor.load(exported)
+    int8 = Predictor.load(exported, use_onnx=True, onnx_variant="int8")
+    ok = check_variant(ref, int8, TEXTS * 3, min_agreement=0.5)
+    assert ok.passed and ok.rows == 18 and ok.accuracy is None
+    labels = [INTENTS[0]] * len(TEXTS)
+    strict = check_variant(ref, int8, TEXTS, labels, min_agreement=1.01)
+    assert not strict.passed and strict.accuracy is not None and strict.accuracy_delta is not None
+
+
+def test_failed_variant_is_not_picked(exported: Path, tmp_path: Path) -> None:
+    folder = Path(shutil.copytree(exported, tmp_path / "m"))
+    report_path = folder / "onnx" / "variants.json"
+    report = json.loads(report_path.read_text())
+    report["variants"]["int8"]["passed"] = False
+    report_path.write_text(json.dumps(report))
+    assert Predictor.load(folder, use_onnx=True).backend_name == "onnx-fp32"
+    for v in report["variants"].values():
+        v["passed"] = False
+    report_path.write_text(json.dumps(report))
+    assert Predictor.load(folder, use_onnx=True).backend_name == "torch-fp32"
+
+
+def test_pyfunc_serves_the_onnx_variant(exported: Path, tmp_path: Path) -> None:
+    import mlflow
+    import pandas as pd
+
+    from intent_mlops.inference.pyfunc import log_pyfunc
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    with mlflow.start_run():
+        info = log_pyfunc(exported, "model", ["where is my order"], None)
+    loaded = mlflow.pyfunc.load_model(info.model_uri)
+    assert loaded.unwrap_python_model().predictor.backend_name == "onnx-int8"
+    local = Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=str(tmp_path / "dl")))
+    assert "onnxruntime==" in (local / "requirements.txt").read_text()
+    served = loaded.predict(pd.DataFrame({"text": TEXTS}))
+    direct = Predictor.load(exported, use_onnx=True).predict(TEXTS)
+    assert [r["label"] for r in served] == [r["label"] for r in direct]
+    assert [r["out_of_scope"] for r in served] == [r["out_of_scope"] for r in direct]
