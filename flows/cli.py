@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import logging
 import os
 import shlex
 import sys
@@ -122,12 +123,20 @@ def main(argv: list[str] | None = None) -> int:
         root = _root(args)
         apply_defaults(root)
         return _dispatch(args, root)
+    except KeyboardInterrupt:  # outside a flow (a flow command handles its own, see _run_flow)
+        if args.debug:
+            raise
+        print("\nstopped by Ctrl-C", file=sys.stderr)
+        return 130
     except Exception as exc:
         if not _is_user_error(exc):
             raise
         if args.debug:
             traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
+        text = str(exc)
+        if text in _SHOWN and "\n" in text:  # a failed gate's report, already logged by the flow above
+            text = text.splitlines()[0] + " (report above)"
+        print(f"error: {text}", file=sys.stderr)
         return 2
 
 
@@ -180,8 +189,6 @@ def _dispatch(args: argparse.Namespace, root: Path) -> int:
 def _data_ensure(root: Path) -> int:
     """``data ensure``: DVC's "cache files do not exist" warning is the normal fresh-clone case here
     (the default set is then regenerated); a real failure is still raised with DVC's message."""
-    import logging
-
     from dvc.logger import set_loggers_level
 
     from intent_mlops.data import commands
@@ -249,8 +256,6 @@ def _quiet_console(debug: bool) -> None:
     """
     if debug:
         return
-    import logging
-
     quiet = {
         "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",  # console only: API logs stay at INFO
         "MLFLOW_LOGGING_LEVEL": "WARNING",
@@ -272,6 +277,12 @@ def _quiet_console(debug: bool) -> None:
 STOP_MESSAGES = ("aborted by an interrupt signal", "aborted by a termination signal", "TerminationSignal")
 """How Prefect's crash reports for Ctrl-C / SIGTERM read (during a flow run Prefect's own SIGTERM
 handler runs first, so :func:`flows.interrupts.received` does not know yet)."""
+FINAL_STATE = "Finished in state "
+"""Prefect's closing line of each task and flow run: the CLI reports the outcome itself."""
+
+
+_SHOWN: set[str] = set()
+"""Error messages the console showed during the flow (the CLI does not print them a second time)."""
 
 
 class _HideUserErrorTracebacks:
@@ -287,12 +298,15 @@ class _HideUserErrorTracebacks:
         # after Ctrl-C / SIGTERM Prefect reports crashed runs; the CLI says what happened instead
         if interrupts.received() is not None or _is_stop(exc):
             return False
-        return not any(words in record.getMessage() for words in STOP_MESSAGES)
+        message = record.getMessage()
+        if message.startswith(FINAL_STATE) or any(words in message for words in STOP_MESSAGES):
+            return False
+        if record.levelno >= logging.ERROR:
+            _SHOWN.add(message)
+        return True
 
 
 def _filter_console() -> None:
-    import logging
-
     from prefect.logging.handlers import PrefectConsoleHandler
 
     for logger in (logging.getLogger(), logging.getLogger("prefect")):
@@ -314,7 +328,8 @@ def _run_flow(args: argparse.Namespace, root: Path, plan: Plan) -> int:
     interrupts.install()
     try:
         _quiet_console(args.debug)
-        print(f"{args.command} on data {plan.data_rev or 'workspace'}: the Prefect and MLflow runs keep the full logs")
+        data = f"commit {plan.commit[:10]} ({plan.data_rev})" if plan.commit else "the workspace (data.dvc)"
+        print(f"intent-mlops {args.command}: data of {data}; full logs in the Prefect flow run and the MLflow run")
         from flows.retraining import run_retraining
         from flows.training import run_training  # imports Prefect, which sets up its console handler
 

@@ -95,7 +95,7 @@ def decide_and_promote(
     """Challenger alias, the comparison and policy (or a decision already recorded), record, then promote."""
     mark_challenger(registered)
     decision = recorded_decision(registered)
-    champion = read_champion(registered.name)
+    champion = read_champion(cfg, root)
     if decision is None:
         comparison = compare_models(cfg, root, model_dir, champion, splits)
         decision = decide_promotion(cfg, comparison, champion, registered)

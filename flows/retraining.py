@@ -53,7 +53,7 @@ def retrain_flow(
     cfg = load_run_config(root, overrides)
     version = pull_data(root, data_rev)
     name, params_md5 = cfg.mlflow.registered_model, cfg.md5()
-    champion = read_champion(name)
+    champion = read_champion(cfg, root)
     if force or champion is None:
         return train_flow(data_rev=data_rev, overrides=overrides, project_dir=root)
     if (champion.data_md5, champion.params_md5) == (version.data_md5, params_md5):

@@ -21,16 +21,17 @@ from intent_mlops.registry import tracking
 
 
 def retry_on_io_only(task: Any, task_run: Any, state: Any) -> bool:
-    """``retry_condition_fn``: retry what a second try can fix (a remote, the network), not a user
-    error (:class:`~intent_mlops.data.io.DataError`: an unknown revision, a revision without
-    ``data.dvc``, uncommitted changes in ``data/``), which fails at once with its message."""
+    """``retry_condition_fn``: retry what a second try can fix (a remote, the network, the tracking
+    store), not a verdict on the user's input, which fails at once with its message:
+    :class:`~intent_mlops.data.io.DataError` (an unknown revision, a revision without ``data.dvc``,
+    uncommitted changes in ``data/``) or :class:`~intent_mlops.data.validation.ValidationError`."""
     exc = state.data if isinstance(state.data, BaseException) else None
     if exc is None:
         try:
             exc = state.result(raise_on_failure=False)
         except Exception:  # a result we cannot read: keep the retry policy
             return True
-    return not isinstance(exc, data_io.DataError)
+    return not isinstance(exc, (data_io.DataError, validation.ValidationError))
 
 
 @task(name="pull-data", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_io_only, cache_policy=NO_CACHE)
@@ -79,7 +80,13 @@ def gate_splits(splits: versioning.Splits, cfg: ValidationConfig) -> dict[str, A
     return asdict(validation.validate_splits(frames, cfg, str(splits.folder)))
 
 
-@task(name="record-validation", retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
+@task(
+    name="record-validation",
+    retries=2,
+    retry_delay_seconds=3,
+    retry_condition_fn=retry_on_io_only,  # a failed gate fails once; a store error is retried
+    cache_policy=NO_CACHE,
+)
 def record_validation(report: dict[str, Any], run_id: str) -> None:
     """Save the gate's result on the MLflow run and the flow run; raise when it failed."""
     rep = validation.ValidationReport(**{**report, "failures": [validation.Failure(**f) for f in report["failures"]]})

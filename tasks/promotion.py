@@ -26,14 +26,17 @@ from intent_mlops.faults import failpoint
 from intent_mlops.registry import champion as champ
 from intent_mlops.registry.models import CHALLENGER, RegisteredVersion
 from intent_mlops.registry.promotion import Decision, decide, decision_from_dict
-from intent_mlops.registry.tracking import log_text
+from intent_mlops.registry.tracking import connect, log_text
 
 PROMOTION_LIMIT = "intent-mlops-promotion"
 
 
 @task(name="read-champion", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def read_champion(name: str) -> champ.Champion | None:
-    return champ.current_champion(name)
+def read_champion(cfg: Config, root: str) -> champ.Champion | None:
+    """The champion in the project's tracking store (connects first: the retrain flow reads it
+    before any run is opened, and MLflow's process default is another store)."""
+    connect(cfg.mlflow, root)
+    return champ.current_champion(cfg.mlflow.registered_model)
 
 
 @task(name="refused-before", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)

@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from intent_mlops.inference.ood import SCORES, Candidate, OodCalibration, OodMetrics, calibrate_arrays, ood_metrics
+from intent_mlops.inference.ood import (
+    DEFAULT_POOLING,
+    SCORES,
+    Candidate,
+    OodCalibration,
+    OodMetrics,
+    calibrate_arrays,
+    ood_metrics,
+)
 from intent_mlops.model.labels import OOS_DATA, OOS_PREDICTED
 
 if TYPE_CHECKING:
@@ -77,7 +85,7 @@ def calibrate(
     dev_labels: Sequence[str],
     *,
     score: str = "auto",
-    pooling: str = "cls",
+    pooling: str = DEFAULT_POOLING,
     target_in_scope_recall_ratio: float = 0.98,
     target_oos_recall: float | None = None,
     shrinkage: float | None = None,

@@ -114,7 +114,8 @@ def optimize(raw: Path | str, out: Path | str, num_heads: int, hidden_size: int)
 
 
 def quantize(fp32: Path | str, int8: Path | str) -> Path:
-    """Dynamic int8 quantisation (int8 weights, activations quantised per batch at run time)."""
+    """Dynamic int8 quantisation: int8 weights per output channel (per-tensor scales flipped about 3x as
+    many dev predictions of a MiniLM, docs/benchmarks.md), activations quantised per batch at run time."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -122,6 +123,7 @@ def quantize(fp32: Path | str, int8: Path | str) -> Path:
         str(fp32),
         str(int8),
         weight_type=QuantType.QInt8,
+        per_channel=True,
         # fused com.microsoft ops defeat ONNX shape inference: their outputs are fp32
         extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
     )

@@ -452,9 +452,11 @@ def compute_score(
 
 # ---------------------------------------------------------------- fitting every score at once
 
-DEFAULT_SCORE = "mahalanobis"
-"""Used when dev has no out-of-scope rows to choose by (measured on BANKING77 held-out intents:
-docs/benchmarks.md, "Out-of-scope scores")."""
+DEFAULT_SCORE, DEFAULT_POOLING = "mahalanobis", "mean"
+"""Used when dev has no out-of-scope rows to choose by. Measured on BANKING77 with 19 intents held out
+(``python bench/inference.py ood``): test AUROC 0.92 (mean pooling) / 0.90 (CLS) against 0.65 for max
+softmax, 0.61 temperature-scaled, 0.67 energy; at the same in-scope accuracy it flags about twice the
+out-of-scope rows max softmax does."""
 
 
 @dataclass
@@ -498,7 +500,7 @@ def calibrate_arrays(
     oos_index: int | None = None,
     oos_label: str | None = None,
     score: str = "auto",
-    pooling: str = "cls",
+    pooling: str = DEFAULT_POOLING,
     target_in_scope_recall_ratio: float = 0.98,
     target_oos_recall: float | None = None,
     shrinkage: float | None = None,

@@ -223,7 +223,9 @@ def test_first_version_is_crowned_by_the_floor_and_unchanged_data_is_skipped(pro
     runs_before, fine_tunes_before = len(_training_runs(client)), _fine_tunes()
     assert fine_tunes_before >= 1, "the task-run query sees the first run's fine-tune"
 
-    # same data, same params: finished at once as skipped; nothing trained, registered or tracked
+    # same data, same params: finished at once as skipped; nothing trained, registered or tracked.
+    # As in a fresh process (the CLI, a worker): MLflow's default store is not the project's.
+    mlflow.set_tracking_uri(f"sqlite:///{proj.parent / 'elsewhere.db'}")
     skipped = _retrain(proj)
     assert skipped.is_completed() and skipped.message == SKIPPED, (skipped, skipped.message)
     result = skipped.result()

@@ -102,14 +102,18 @@ def test_debug_shows_the_traceback(repo: Path, tmp_path: Path, where: str) -> No
     assert err.strip().splitlines()[-1] == "error: --set train.epochs=abc: expected int, got 'abc'"
 
 
-def test_pull_data_retries_io_but_not_a_bad_revision() -> None:
+def test_retries_on_io_but_not_on_a_bad_revision_or_a_failed_gate() -> None:
     from prefect.states import Failed
 
     from intent_mlops.data.io import DataError
-    from tasks.data import pull_data, retry_on_io_only
+    from intent_mlops.data.validation import ValidationError, ValidationReport
+    from tasks.data import pull_data, record_validation, retry_on_io_only
 
-    assert pull_data.retry_condition_fn is retry_on_io_only and pull_data.retries == 2
+    for task in (pull_data, record_validation):
+        assert task.retry_condition_fn is retry_on_io_only and task.retries == 2
+    failed_gate = ValidationError(ValidationReport(name="raw", source="x.csv", evaluated=13, failures=[]))
     assert retry_on_io_only(pull_data, None, Failed(data=DataError("unknown git revision 'x'"))) is False
+    assert retry_on_io_only(record_validation, None, Failed(data=failed_gate)) is False
     assert retry_on_io_only(pull_data, None, Failed(data=OSError("connection reset by peer"))) is True
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from intent_mlops.config.environment import NotAProjectError, project_root
-from tests.conftest import REPO
+from tests.conftest import FOUR_INTENTS, REPO
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -22,8 +22,11 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_data_import_outside_a_project_writes_nothing(tmp_path: Path) -> None:
-    csv = tmp_path / "my_intents.csv"
-    csv.write_text("text,label\nwhere is my order,track_order\n")
+    from intent_mlops.data.io import write_csv
+    from intent_mlops.demo.corpus import generate
+
+    df = generate(per_intent=20, label_noise=0.0, typo_rate=0.0)
+    csv = write_csv(df[df["label"].isin(FOUR_INTENTS)], tmp_path / "my_intents.csv")  # passes the gate
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     done = cli("data", "import", str(csv), cwd=elsewhere)

@@ -92,3 +92,47 @@ def test_texts_from_accepts_the_documented_shapes() -> None:
             texts_from(bad)
     assert issubclass(InvalidRequest, InvalidInput) and issubclass(InvalidRequest, MlflowException)
     assert InvalidRequest("x").get_http_status_code() == 400
+
+
+def test_scoring_server_maps_client_errors_to_4xx_and_faults_to_5xx(
+    store: str,
+    tiny_classifier: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """MLflow's own scoring app (what `mlflow models serve` runs), in process."""
+    from fastapi.testclient import TestClient
+    from mlflow.pyfunc import scoring_server
+
+    with mlflow.start_run():
+        info = log_pyfunc(Path(shutil.copytree(tiny_classifier, tmp_path / "m")), "model", ["hello there"], None)
+    loaded = mlflow.pyfunc.load_model(info.model_uri)
+    client = TestClient(scoring_server.init(loaded))
+    js = {"Content-Type": "application/json"}
+
+    ok = client.post(
+        "/invocations", json={"dataframe_records": [{"text": "where is my order"}], "params": {"top_k": 2}}
+    )
+    assert ok.status_code == 200, ok.text
+    pred = ok.json()["predictions"][0]
+    assert len(pred["top_k"]) == 2 and isinstance(pred["out_of_scope"], bool) and pred["model_version"]
+    assert client.post("/invocations", json={"inputs": {"text": ["a", "b"]}}).status_code == 200
+
+    bad = {
+        "empty text": {"dataframe_records": [{"text": ""}]},
+        "oversized text": {"dataframe_records": [{"text": "x" * 5000}]},
+        "missing field": {"dataframe_records": [{"utterance": "hi"}]},
+        "non-string": {"dataframe_records": [{"text": None}]},
+        "bad top_k": {"dataframe_records": [{"text": "hi"}], "params": {"top_k": 0}},
+    }
+    for case, body in bad.items():
+        r = client.post("/invocations", json=body)
+        assert 400 <= r.status_code < 500, (case, r.status_code, r.text)
+    assert client.post("/invocations", content=b"{not json", headers=js).status_code == 400
+    assert client.post("/invocations", content=b"text", headers={"Content-Type": "text/plain"}).status_code == 415
+
+    def broken(texts: list[str], top_k: int = 3) -> list[dict[str, object]]:
+        raise RuntimeError("weights corrupted")
+
+    loaded.unwrap_python_model().predictor.predict = broken
+    r = client.post("/invocations", json={"dataframe_records": [{"text": "hello"}]})
+    assert r.status_code == 500 and "RuntimeError" in r.text
