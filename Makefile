@@ -16,7 +16,7 @@ export HF_HOME := $(CURDIR)/.cache/huggingface
 export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help run setup data train retrain demo-retrain serve stop test lint format typecheck unit browser mlflow-ui prefect-ui bench-throughput bench-accuracy bench-inference clean
+.PHONY: help run setup data train retrain demo-retrain serve stop test lint format typecheck unit browser test-browser mlflow-ui prefect-ui bench-throughput bench-accuracy bench-inference clean
 
 help:  ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-18s %s\n", $$1, $$2}'
@@ -67,8 +67,11 @@ format: $(STAMP)  ## apply ruff formatting and safe fixes
 typecheck: $(STAMP)  ## mypy on the core package
 	$(BIN)/mypy
 
-test: lint typecheck browser  ## everything CI runs: lint, types, unit + flow + e2e + browser tests
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+test: lint typecheck  ## everything CI runs: lint, types, unit + flow + e2e tests (the browser test: make test-browser)
+	$(BIN)/pytest -q -m "not browser" $(PYTEST_ARGS)
+
+test-browser: browser  ## the UIs in a real browser (starts make serve's stack on a test project)
+	$(BIN)/pytest -q -m browser $(PYTEST_ARGS)
 
 BROWSER_STAMP := $(VENV)/.browser
 $(BROWSER_STAMP): $(STAMP)

@@ -112,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
                    "for `intent-mlops data add`")  # fmt: skip
     dsub.add_parser("ensure", help="make data/ match data.dvc: pull it, or generate the default set", parents=[common])
 
+    add("serve", "serve the train and retrain deployments from this machine (schedules included; Ctrl-C stops)")
     add("prepare", "split data/intents.csv into splits/ (the DVC prepare stage)")
     add("params", "list every params.yaml key with its default and meaning")
     return p
@@ -166,6 +167,10 @@ def _dispatch(args: argparse.Namespace, root: Path) -> int:
         return _run_flow(args, root, _preflight(args, root))
     if args.command in ("history", "rollback"):
         return _registry_command(args, root)
+    if args.command == "serve":
+        from flows.deployments import serve
+
+        return serve(root)
     if args.command == "params":
         from intent_mlops.config.params import describe
 
@@ -205,7 +210,9 @@ def _registry_command(args: argparse.Namespace, root: Path) -> int:
     try:
         if args.command == "history":
             return decisions.print_history(root)
-        return decisions.rollback_command(root, args.to_version, args.reason)
+        from flows.promotion import announce_rollback
+
+        return decisions.rollback_command(root, args.to_version, args.reason, on_rollback=announce_rollback)
     except ValueError as exc:  # rollback's own refusals: nothing to roll back to, already champion
         raise UserError(str(exc)) from exc
     except MlflowException as exc:

@@ -45,6 +45,9 @@ class Started:
     log: str
 
 
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}  # so a child that died is reaped, not a zombie "alive"
+
+
 def port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -68,10 +71,13 @@ def _spawn(name: str, cmd: list[str], env: dict[str, str], logs: Path) -> Starte
     log = logs / f"{name}.log"
     with open(log, "ab") as fh:
         proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    _CHILDREN[proc.pid] = proc
     return Started(name, proc.pid, str(log))
 
 
 def _alive(pid: int) -> bool:
+    if pid in _CHILDREN:
+        return _CHILDREN[pid].poll() is None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

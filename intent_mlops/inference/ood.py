@@ -59,12 +59,23 @@ def energy(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 
 def mahalanobis(embeddings: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.ndarray:
     """Minus the smallest squared Mahalanobis distance to any class mean (shared precision matrix)."""
-    x = np.asarray(embeddings, dtype=np.float64)
-    mu = np.asarray(means, dtype=np.float64)
-    p = np.asarray(precision, dtype=np.float64)
-    xp = x @ p
-    d = (xp * x).sum(axis=1)[:, None] - 2.0 * (xp @ mu.T) + ((mu @ p) * mu).sum(axis=1)[None, :]
-    return -np.maximum(d, 0.0).min(axis=1)
+    return MahalanobisScorer(means, precision)(embeddings)
+
+
+class MahalanobisScorer:
+    """:func:`mahalanobis` with the class-mean terms computed once (a single request then costs one
+    hidden x hidden product, not classes x hidden x hidden)."""
+
+    def __init__(self, means: np.ndarray, precision: np.ndarray) -> None:
+        self.precision = np.asarray(precision, dtype=np.float64)
+        mu = np.asarray(means, dtype=np.float64)
+        self.p_mu = self.precision @ mu.T  # hidden x classes
+        self.mu_p_mu = (mu * self.p_mu.T).sum(axis=1)  # classes
+
+    def __call__(self, embeddings: np.ndarray) -> np.ndarray:
+        x = np.asarray(embeddings, dtype=np.float64)
+        d = ((x @ self.precision) * x).sum(axis=1)[:, None] - 2.0 * (x @ self.p_mu) + self.mu_p_mu[None, :]
+        return -np.maximum(d, 0.0).min(axis=1)
 
 
 def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
@@ -313,6 +324,7 @@ class OodCalibration:
     precision: np.ndarray | None = None
     mean_classes: list[int] | None = None
     format_version: int = FORMAT_VERSION
+    _scorer: MahalanobisScorer | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.score not in SCORES:
@@ -330,6 +342,11 @@ class OodCalibration:
 
     def scores(self, logits: np.ndarray, embeddings: np.ndarray | None = None) -> np.ndarray:
         """The calibrated score of each row (higher = more in scope)."""
+        if self.score == "mahalanobis" and embeddings is not None:
+            if self._scorer is None:
+                assert self.means is not None and self.precision is not None
+                self._scorer = MahalanobisScorer(self.means, self.precision)
+            return self._scorer(embeddings)
         return compute_score(
             self.score, logits, embeddings, temperature=self.temperature, means=self.means, precision=self.precision
         )

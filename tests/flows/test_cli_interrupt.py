@@ -69,7 +69,7 @@ def test_ctrl_c_and_sigterm_stop_cleanly_and_resume(project: Path, tmp_path: Pat
             finally:
                 if proc.poll() is None:
                     os.killpg(proc.pid, signal.SIGKILL)
-            assert time.monotonic() - t0 < 30
+            assert time.monotonic() - t0 < 60
         out = log_path.read_text()
         assert "Traceback" not in out and "Crash detected" not in out, out[-3000:]
 
