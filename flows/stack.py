@@ -26,7 +26,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from intent_mlops.config.environment import apply_defaults, project_root
+from intent_mlops.config.environment import NotAProjectError, apply_defaults, project_root
 from intent_mlops.registry.tracking import tracking_uri
 
 HOST = "127.0.0.1"  # loopback only: nothing here has authentication (team mode: docs/team.md)
@@ -205,12 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mlflow-port", type=int, default=5000)
     p.add_argument("--timeout", type=float, default=180, help="seconds to wait for each server")
     args = p.parse_args(argv)
-    root = Path(args.project).resolve() if args.project else project_root()
     try:
+        root = Path(args.project).resolve() if args.project else project_root()
         if args.action == "start":
             return start(root, args.prefect_port, args.mlflow_port, args.timeout)
         return stop(root)
-    except StackError as exc:
+    except (StackError, NotAProjectError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

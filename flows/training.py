@@ -84,8 +84,8 @@ def train_flow(
         decision = decide_and_promote(cfg, root, registered, result.model_dir, splits, lineage)
         model_card(cfg, registered, splits, str(flow_run.get_id() or ""))
         aliases = read_aliases(registered.name)
-    except BaseException:
-        close_run(run_id, "FAILED")
+    except BaseException as exc:
+        close_run(run_id, exc)  # KILLED for an interrupt, FAILED otherwise, the reason as a tag
         raise
     close_run(run_id, "FINISHED", root)
     create_markdown_artifact(
