@@ -21,8 +21,12 @@ DECLARATIONS = "prefect.yaml"
 
 
 def declarations(root: Path) -> list[dict[str, Any]]:
-    """The ``deployments:`` entries of the project's ``prefect.yaml``."""
-    raw = yaml.safe_load((root / DECLARATIONS).read_text()) or {}
+    """The ``deployments:`` entries of the project's ``prefect.yaml`` (else the one beside this code:
+    a data project made with ``data import`` in another folder uses the code's declarations)."""
+    path = root / DECLARATIONS
+    if not path.exists():
+        path = Path(__file__).resolve().parents[1] / DECLARATIONS
+    raw = yaml.safe_load(path.read_text()) or {}
     return list(raw.get("deployments") or [])
 
 

@@ -81,3 +81,10 @@ def test_taken_port_is_refused_and_nothing_is_left_running(tmp_path: Path, capsy
     err = capsys.readouterr().err
     assert f"port {port}" in err and "taken" in err and sys.executable
     assert not (REPO / stack.PID_FILE).exists() or "processes" in (REPO / stack.PID_FILE).read_text()
+
+
+def test_a_data_project_without_prefect_yaml_uses_the_code_declarations(tmp_path: Path) -> None:
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    served = {d.name: d for d in build(tmp_path)}
+    assert set(served) >= {"train", "retrain"}
+    assert served["train"].parameters == {"project_dir": str(tmp_path)}
