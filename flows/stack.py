@@ -144,8 +144,11 @@ def start(root: Path, prefect_port: int, mlflow_port: int, timeout: float) -> in
     env.pop("PREFECT_API_URL", None)
     started: list[Started] = []
     try:
+        # the UI asks the API at PREFECT_UI_API_URL, which defaults to port 4200 whatever --port says
+        ui_env = {**env, "PREFECT_UI_API_URL": api, "PREFECT_SERVER_API_HOST": HOST,
+                  "PREFECT_SERVER_API_PORT": str(prefect_port)}  # fmt: skip
         prefect = _spawn("prefect-server", [str(bindir / "prefect"), "server", "start", "--host", HOST,
-                                            "--port", str(prefect_port)], env, logs)  # fmt: skip
+                                            "--port", str(prefect_port)], ui_env, logs)  # fmt: skip
         started.append(prefect)
         uri = tracking_uri_for_server(root)
         mlflow_env = {**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
@@ -156,7 +159,8 @@ def start(root: Path, prefect_port: int, mlflow_port: int, timeout: float) -> in
         started.append(mlflow)
         _wait(f"Prefect server on port {prefect_port}", lambda: answers(f"{api}/health"), prefect, timeout)
         _wait(f"MLflow server on port {mlflow_port}", lambda: answers(f"{mlflow_url}/health"), mlflow, timeout)
-        served_env = {**env, "PREFECT_API_URL": api, "MLFLOW_TRACKING_URI": mlflow_url}
+        served_env = {**env, "PREFECT_API_URL": api, "PREFECT_UI_URL": f"http://{HOST}:{prefect_port}",
+                      "MLFLOW_TRACKING_URI": mlflow_url}  # fmt: skip
         served = _spawn(
             "deployments", [str(bindir / "intent-mlops"), "--project", str(root), "serve"], served_env, logs
         )
