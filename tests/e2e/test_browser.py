@@ -91,7 +91,8 @@ def test_both_uis_in_a_browser(served: dict[str, str], monkeypatch: pytest.Monke
         expect(page.get_by_text("0 3 * * *").or_(page.get_by_text("At 03:00")).first).to_be_visible()
         page.screenshot(path=str(SHOTS / "prefect-retrain-schedule.png"), full_page=True)
 
-        page.goto(f"{served['prefect']}/runs/flow-run/{first.id}?tab=Artifacts")
+        page.goto(f"{served['prefect']}/runs/flow-run/{first.id}")
+        page.get_by_role("listitem").filter(has_text="Artifacts").first.click()
         expect(page.get_by_text("training-summary").first).to_be_visible()
         page.get_by_text("training-summary").first.click()
         expect(page.get_by_text("test_accuracy").first).to_be_visible()
