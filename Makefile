@@ -67,8 +67,8 @@ format: $(STAMP)  ## apply ruff formatting and safe fixes
 typecheck: $(STAMP)  ## mypy on the core package
 	$(BIN)/mypy
 
-test: lint typecheck  ## everything CI runs: lint, types, unit + flow + e2e tests (the browser test: make test-browser)
-	$(BIN)/pytest -q -m "not browser" $(PYTEST_ARGS)
+test: lint typecheck browser  ## everything CI runs: lint, types, unit + flow + e2e + browser tests
+	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 test-browser: browser  ## the UIs in a real browser (starts make serve's stack on a test project)
 	$(BIN)/pytest -q -m browser $(PYTEST_ARGS)

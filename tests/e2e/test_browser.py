@@ -104,7 +104,7 @@ def test_both_uis_in_a_browser(served: dict[str, str], monkeypatch: pytest.Monke
             before = {str(r.id) for r in c.read_flow_runs()}
             train_id = c.read_deployment_by_name("train-intent-classifier/train").id
         page.goto(f"{served['prefect']}/deployments/deployment/{train_id}")
-        page.get_by_role("button", name="Run").first.click()
+        page.get_by_role("button", name="Run", exact=True).first.click()
         page.get_by_text("Custom run").first.click()
         expect(page.get_by_text("epochs").first).to_be_visible()
         page.screenshot(path=str(SHOTS / "prefect-run-form.png"), full_page=True)
