@@ -226,6 +226,7 @@ def test_first_version_is_crowned_by_the_floor_and_unchanged_data_is_skipped(pro
     # same data, same params: finished at once as skipped; nothing trained, registered or tracked.
     # As in a fresh process (the CLI, a worker): MLflow's default store is not the project's.
     mlflow.set_tracking_uri(f"sqlite:///{proj.parent / 'elsewhere.db'}")
+    os.environ.pop("MLFLOW_TRACKING_URI", None)  # set_tracking_uri exports it; a user's export would rightly win
     skipped = _retrain(proj)
     assert skipped.is_completed() and skipped.message == SKIPPED, (skipped, skipped.message)
     result = skipped.result()
