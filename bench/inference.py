@@ -6,6 +6,7 @@ Three sub-commands, each one run:
     python bench/inference.py train --out DIR --held-out              # ... on 50 intents (see "ood" below)
     python bench/inference.py speed --model-dir DIR [--rows 1000] [--repeat 2]   # (a) (b) (c) (d) side by side
     python bench/inference.py ood --model-dir DIR                     # out-of-scope scores at the dev threshold
+    python bench/inference.py batch --model-dir DIR [--rows 200000]   # streamed file: peak RSS, rows/s
 
 ``speed`` runs each variant in its own subprocess (so peak RSS is that variant's), in ``--repeat``
 interleaved rounds (each variant's best round is reported; the machine is shared): (a) the MLflow
@@ -352,14 +353,14 @@ def cmd_speed(args: argparse.Namespace) -> int:
         # (a): what registering gives today, the transformers flavour (pipeline), saved locally
         from transformers import pipeline
 
+        from intent_mlops.inference.pyfunc import default_pip_requirements
         from intent_mlops.model.loading import load_model
-        from intent_mlops.registry.models import pip_requirements
 
         tok, model = load_model(str(model_dir))
         mlflow.transformers.save_model(
             transformers_model=pipeline("text-classification", model=model, tokenizer=tok, device="cpu"),
             path=str(tmp_path / "transformers-flavour"), task="text-classification",
-            pip_requirements=pip_requirements(),
+            pip_requirements=default_pip_requirements(onnx=False),
         )  # fmt: skip
         del model
         rounds: dict[str, list[float]] = {}
@@ -419,6 +420,46 @@ def cmd_speed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    """``predict_file`` over ``--rows`` rows (BANKING77 test texts repeated) in a child process: its peak
+    RSS (the child's ``ru_maxrss``, so this process's memory is not counted) and rows/s."""
+    import resource
+    import tempfile
+
+    texts = banking77("test")["text"].tolist()
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "input.csv"
+        reps = -(-args.rows // len(texts))
+        import pandas as pd
+
+        pd.DataFrame({"id": range(args.rows), "text": (texts * reps)[: args.rows]}).to_csv(src, index=False)
+        out = Path(tmp) / "output.parquet"
+        code = "\n".join([
+            f"import sys, json; sys.path.insert(0, {str(REPO)!r})",
+            f"import torch; torch.set_num_threads({args.threads})",
+            "from intent_mlops.inference.predictor import Predictor",
+            "from intent_mlops.inference.batch import predict_file",
+            f"p = Predictor.load({str(args.model_dir)!r}, use_onnx={not args.torch!r}, max_length=64)",
+            f"r = predict_file(p, {str(src)!r}, {str(out)!r}, chunk_rows={args.chunk_rows}, progress=True)",
+            "print(json.dumps({'rows': r.rows, 'seconds': r.seconds, 'backend': p.backend_name, "
+            "'oos_rate': r.out_of_scope_rate}))",
+        ])  # fmt: skip
+        load0 = os.getloadavg()[0]
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        r = json.loads(done.stdout.strip().splitlines()[-1])
+        bar = [line for line in done.stderr.replace("\r", "\n").splitlines() if "row" in line][-1:]
+        rows_out = len(pd.read_parquet(out, columns=["id"]))
+    command = "python bench/inference.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    print(f"{dt.datetime.now().strftime('%Y-%m-%d %H:%M')}, `{command}`, load average {load0:.1f}")
+    print("| rows | backend | chunk rows | seconds | rows/s | peak RSS MB | out-of-scope % | rows written |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    print(f"| {r['rows']} | {r['backend']} | {args.chunk_rows} | {r['seconds']:.0f} | {r['rows'] / r['seconds']:.0f} "
+          f"| {peak_mb:.0f} | {100 * r['oos_rate']:.1f} | {rows_out} |")  # fmt: skip
+    print(f"last progress line: {bar[0].strip() if bar else '(none)'}")
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -445,6 +486,12 @@ def main() -> int:
     sp.add_argument("--threads", type=int, default=2)
     sp.add_argument("--re-export", action="store_true")
     sp.add_argument("--json", type=Path, default=None)
+    b = sub.add_parser("batch", help="predict_file over many rows: peak RSS and rows/s")
+    b.add_argument("--model-dir", type=Path, required=True)
+    b.add_argument("--rows", type=int, default=200_000)
+    b.add_argument("--chunk-rows", type=int, default=8192)
+    b.add_argument("--threads", type=int, default=2)
+    b.add_argument("--torch", action="store_true", help="fp32 torch instead of the checked ONNX variant")
     v = sub.add_parser("_variant")  # internal: one variant in its own process
     v.add_argument("--variant", required=True)
     v.add_argument("--model-dir", type=Path, required=True)
@@ -460,7 +507,8 @@ def main() -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    return {"train": cmd_train, "ood": cmd_ood, "speed": cmd_speed, "_variant": run_variant}[args.cmd](args)
+    commands = {"train": cmd_train, "ood": cmd_ood, "speed": cmd_speed, "batch": cmd_batch, "_variant": run_variant}
+    return commands[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ USER_ERRORS = (
     ("intent_mlops.data.io", "DataError"),
     ("intent_mlops.data.validation", "ValidationError"),
     ("intent_mlops.model.loading", "UnsafeModelError"),
+    ("intent_mlops.inference.registered", "ModelNotFound"),
     (__name__, "UserError"),
 )
 """Errors that describe what the user asked for, not a bug: one line, exit 2. Looked up by module so
@@ -112,6 +113,21 @@ def _parser() -> argparse.ArgumentParser:
                    "for `intent-mlops data add`")  # fmt: skip
     dsub.add_parser("ensure", help="make data/ match data.dvc: pull it, or generate the default set", parents=[common])
 
+    def model_args(x: argparse.ArgumentParser) -> None:
+        which = x.add_mutually_exclusive_group()
+        which.add_argument("--alias", default=None, help="registered model alias (default: champion)")
+        which.add_argument("--version", dest="model_version", default=None, metavar="N", help="version number")
+
+    pr = add("predict", "label every row of a CSV/Parquet file (column text) with the champion")
+    pr.add_argument("input", help="CSV or Parquet input (with --rev: its path in the project)")
+    pr.add_argument("output", help="CSV or Parquet output, written only when complete")
+    pr.add_argument("--rev", default=None, metavar="REV", help="read INPUT as git revision REV records it (DVC)")
+    model_args(pr)
+    sm = add("serve-model", "serve the champion (or --alias/--version) as a REST endpoint (mlflow models serve)")
+    model_args(sm)
+    sm.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
+    sm.add_argument("--port", type=int, default=5001, help="port (default 5001, beside the MLflow UI's 5000)")
+
     add("serve", "serve the train and retrain deployments from this machine (schedules included; Ctrl-C stops)")
     add("prepare", "split data/intents.csv into splits/ (the DVC prepare stage)")
     add("params", "list every params.yaml key with its default and meaning")
@@ -167,6 +183,12 @@ def _dispatch(args: argparse.Namespace, root: Path) -> int:
         return _run_flow(args, root, _preflight(args, root))
     if args.command in ("history", "rollback"):
         return _registry_command(args, root)
+    if args.command == "predict":
+        from flows.batch import run_batch
+
+        return run_batch(root, args)
+    if args.command == "serve-model":
+        return _serve_model(args, root)
     if args.command == "serve":
         from flows.deployments import serve
 
@@ -189,6 +211,23 @@ def _dispatch(args: argparse.Namespace, root: Path) -> int:
     if args.command == "prepare":
         return commands.prepare(root)
     raise AssertionError(args.command)
+
+
+def _serve_model(args: argparse.Namespace, root: Path) -> int:
+    """``serve-model``: resolve the version, then serve it with MLflow's scoring app (Ctrl-C stops)."""
+    from intent_mlops.config.params import load_run_config
+    from intent_mlops.inference.registered import resolve
+    from intent_mlops.inference.server import serve
+    from intent_mlops.registry.tracking import connect
+
+    cfg = load_run_config(root)
+    connect(cfg.mlflow, root)
+    ref = resolve(cfg.mlflow.registered_model, args.alias, args.model_version)
+    print(f"serving {ref.label} on http://{args.host}:{args.port}/invocations (Ctrl-C stops); try:")
+    print(f"""  curl -s http://{args.host}:{args.port}/invocations -H 'Content-Type: application/json' """
+          """-d '{"inputs": {"text": ["where is my order"]}}'""")  # fmt: skip
+    serve(ref, args.host, args.port)
+    return 0
 
 
 def _data_ensure(root: Path) -> int:

@@ -31,7 +31,11 @@ from intent_mlops.registry.tracking import tracking_uri
 
 HOST = "127.0.0.1"  # loopback only: nothing here has authentication (team mode: docs/team.md)
 PID_FILE = ".intent-mlops/serve.json"
-DEPLOYMENTS = ("train-intent-classifier/train", "retrain-intent-classifier/retrain")
+DEPLOYMENTS = (
+    "train-intent-classifier/train",
+    "retrain-intent-classifier/retrain",
+    "batch-predict-intents/batch-predict",
+)
 
 
 class StackError(RuntimeError):
@@ -165,7 +169,8 @@ def start(root: Path, prefect_port: int, mlflow_port: int, timeout: float) -> in
             "deployments", [str(bindir / "intent-mlops"), "--project", str(root), "serve"], served_env, logs
         )
         started.append(served)
-        _wait("intent-mlops serve (deployments train, retrain)", lambda: _deployments_ready(api), served, timeout)
+        what = "intent-mlops serve (deployments train, retrain, batch-predict)"
+        _wait(what, lambda: _deployments_ready(api), served, timeout)
     except BaseException:
         _terminate([s.pid for s in started])
         raise
@@ -173,7 +178,7 @@ def start(root: Path, prefect_port: int, mlflow_port: int, timeout: float) -> in
               "processes": [s.__dict__ for s in started]}  # fmt: skip
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.write_text(json.dumps(record, indent=2))
-    print(f"Prefect UI: http://{HOST}:{prefect_port}   (deployments train, retrain; logs in {logs})")
+    print(f"Prefect UI: http://{HOST}:{prefect_port}   (deployments train, retrain, batch-predict; logs in {logs})")
     print(f"MLflow UI:  {mlflow_url}   (runs and the intent-classifier registry)")
     print("make stop   ends all three")
     return 0

@@ -1,4 +1,5 @@
-"""The training flow: validate -> version -> fine-tune -> track -> register -> decide.
+"""The training flow: validate -> version -> fine-tune -> evaluate -> calibrate out-of-scope ->
+export ONNX -> register (the pyfunc that serves) -> decide.
 
 Only composition: each step is a task in ``tasks/`` wrapping a function of ``intent_mlops``.
 Ephemeral Prefect by default; set ``PREFECT_API_URL`` to run against a Prefect server.
@@ -28,6 +29,7 @@ from intent_mlops.config.environment import apply_defaults
 from intent_mlops.config.params import load_run_config
 from tasks.card import model_card
 from tasks.data import gate_raw, gate_splits, prepare_splits, pull_data, record_validation
+from tasks.inference import calibrate_ood, export_onnx
 from tasks.promotion import log_train_set
 from tasks.training import (
     close_run,
@@ -78,6 +80,8 @@ def train_flow(
         tag_run(run_id, {"splits.md5": splits.md5})
         result = fine_tune(cfg, splits, run_id, root)
         metrics = evaluate(cfg, result, splits, run_id)
+        metrics |= calibrate_ood(cfg, result, splits, run_id)
+        export_onnx(cfg, result, splits, run_id)
         log_train_set(splits, run_id)
         lineage = {**lineage, "splits.md5": splits.md5}
         registered = register(cfg, result, run_id, lineage)

@@ -108,10 +108,12 @@ def evaluate(cfg: Config, result: TrainResult, splits: versioning.Splits, run_id
 
 @task(name="register-model", retries=0, cache_policy=NO_CACHE)
 def register(cfg: Config, result: TrainResult, run_id: str, lineage: dict[str, str]) -> registry.RegisteredVersion:
-    """Log the model in the transformers flavour and register it once per run."""
+    """Log the model as the serving pyfunc (calibration and checked ONNX variants included) and
+    register it once per run."""
     version, new = registry.register_once(
-        result.model_dir, cfg.mlflow.registered_model, run_id, list(cfg.mlflow.input_example), lineage
-    )
+        result.model_dir, cfg.mlflow.registered_model, run_id, list(cfg.mlflow.input_example), lineage,
+        cfg.serving, cfg.train.max_length,
+    )  # fmt: skip
     state = "registered" if new else "already registered by this run:"
     get_run_logger().info("%s %s version %s", state, version.name, version.version)
     earlier = tracking.mark_duplicate_version(version.name, version.version, run_id)

@@ -94,6 +94,7 @@ def shrunk_overrides(model_dir: Path) -> dict[str, dict[str, object]]:
         "data": {"generate_per_intent": 60, "label_noise": 0.0, "typo_rate": 0.0},
         "validation": {"min_rows": 50, "min_per_label": 5},
         "promotion": {"bootstrap_resamples": 1000},
+        "serving": {"onnx": False},  # one flow test turns it on: an export costs seconds per training
     }
 
 

@@ -121,8 +121,31 @@ class MlflowConfig:
     )
 
 
+@dataclass
+class ServingConfig:
+    top_k: int = _f(3, "Intents returned per utterance (with their probabilities).")
+    ood_score: str = _f(
+        "auto",
+        "Out-of-scope score: auto (best dev AUROC when dev has oos rows, else mahalanobis), max_softmax, "
+        "temperature, energy or mahalanobis (distance of the pooled embedding to the training classes).",
+    )
+    ood_in_scope_recall_ratio: float = _f(
+        0.98,
+        "Threshold target without oos rows: keep this fraction of the unthresholded in-scope dev accuracy.",
+    )
+    ood_target_oos_recall: float = _f(
+        0.0, "Threshold target when dev has oos rows: reach this out-of-scope recall (0: use the ratio above)."
+    )
+    onnx: bool = _f(True, "Export ONNX fp32 + int8 after training, check them on dev, ship the ones that pass.")
+    onnx_min_agreement: float = _f(0.99, "An ONNX variant must agree with fp32 torch on this share of dev rows.")
+    onnx_max_accuracy_drop: float = _f(0.005, "... and lose at most this dev accuracy (absolute) against it.")
+    use_onnx: bool = _f(True, "Serve the fastest ONNX variant that passed its check (else fp32 torch).")
+    max_chars: int = _f(2000, "Longest utterance a prediction request may carry (longer: a 400, not truncation).")
+    max_batch: int = _f(1024, "Most utterances in one prediction request.")
+
+
 SIGNIFICANCE_TESTS = ("bootstrap", "mcnemar")
-MODEL_SECTIONS = ("data", "split", "validation", "train")
+MODEL_SECTIONS = ("data", "split", "validation", "train", "serving")
 
 
 @dataclass
@@ -156,6 +179,7 @@ class Config:
     split: SplitConfig = field(default_factory=SplitConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    serving: ServingConfig = field(default_factory=ServingConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     promotion: PromotionConfig = field(default_factory=PromotionConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -341,6 +365,21 @@ def _check(cfg: Config) -> None:
         raise ConfigError("promotion: confidence must be in (0.5, 1) and bootstrap_resamples >= 1000")
     if p.min_support < 1 or not 0 <= p.max_intent_drop <= 1 or not 0 <= p.min_macro_f1 <= 1:
         raise ConfigError("promotion: min_support >= 1, max_intent_drop and min_macro_f1 in [0, 1]")
+    _check_serving(cfg.serving)
+
+
+OOD_SCORES = ("auto", "max_softmax", "temperature", "energy", "mahalanobis")
+
+
+def _check_serving(i: ServingConfig) -> None:
+    if i.ood_score not in OOD_SCORES:
+        raise ConfigError(f"serving.ood_score: expected one of {OOD_SCORES}, got {i.ood_score!r}")
+    if not 0 < i.ood_in_scope_recall_ratio <= 1 or not 0 <= i.ood_target_oos_recall < 1:
+        raise ConfigError("serving: ood_in_scope_recall_ratio must be in (0, 1], ood_target_oos_recall in [0, 1)")
+    if not 0 < i.onnx_min_agreement <= 1 or not 0 <= i.onnx_max_accuracy_drop <= 1:
+        raise ConfigError("serving: onnx_min_agreement in (0, 1], onnx_max_accuracy_drop in [0, 1]")
+    if i.top_k < 1 or i.max_chars < 1 or i.max_batch < 1:
+        raise ConfigError("serving: top_k, max_chars and max_batch must be >= 1")
 
 
 def describe() -> str:

@@ -239,14 +239,42 @@ def _pull_workspace(root: Path) -> DataVersion:
     )
 
 
-def _pull_revision(root: Path, rev: str, scratch: Path) -> DataVersion:
-    sha = resolve_revision(root, rev)
+def _worktree(root: Path, sha: str, scratch: Path) -> Path:
+    """The detached worktree of ``sha`` (made once), sharing this project's DVC cache and remotes."""
     work = worktree_path(root, sha, scratch)
     if not work.exists():
         scratch.mkdir(parents=True, exist_ok=True)
         git(root, "worktree", "prune")
         git(root, "worktree", "add", "--detach", "--force", str(work), sha)
     _share_dvc_config(root, work)
+    return work
+
+
+def tracked_file(root: Path | str, path: str, rev: str) -> Path:
+    """``path`` (a file DVC or git tracks, relative to the project) as commit ``rev`` records it,
+    materialised in that commit's worktree (the batch flow reads inputs this way)."""
+    root = Path(root).resolve()
+    found = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"],
+        cwd=root, capture_output=True, text=True,
+    )  # fmt: skip
+    if found.returncode != 0:
+        raise DataError(f"unknown git revision {rev!r}")
+    work = _worktree(root, found.stdout.strip(), root / WORKTREES)
+    target = work / path
+    try:
+        _repo(work).pull(targets=[str(target)])
+    except Exception as exc:  # not DVC-tracked (plain git file) or not pullable: checked below
+        if not target.exists():
+            raise DataError(f"{path} at revision {rev}: not in git or DVC there ({dvc_error(exc)})") from exc
+    if not target.is_file():
+        raise DataError(f"{path} at revision {rev}: not a file")
+    return target
+
+
+def _pull_revision(root: Path, rev: str, scratch: Path) -> DataVersion:
+    sha = resolve_revision(root, rev)
+    work = _worktree(root, sha, scratch)
     # The pipeline and its params are this checkout's; only the data comes from `rev`.
     for name in ("dvc.yaml", "params.yaml"):
         if (root / name).exists():
@@ -268,7 +296,8 @@ def _share_dvc_config(root: Path, work: Path) -> None:
     """Point a worktree at this project's cache and remotes (DVC resolves relative URLs)."""
     main = _repo(root)
     with _repo(work).config.edit("local") as local:
-        local["cache"]["dir"] = str(Path(main.cache.local.path).resolve())
+        # the cache's root (``.dvc/cache``), not ``cache.local.path`` (its ``files/md5`` object folder)
+        local["cache"]["dir"] = str(Path(main.cache.local_cache_dir).resolve())
         for name, remote in main.config["remote"].items():
             local["remote"][name] = {"url": str(remote["url"])}
 

@@ -156,3 +156,46 @@ def evaluate_ood(predictor: Predictor, texts: Sequence[str], labels: Sequence[st
     true_oos = np.asarray([y == OOS_PREDICTED or y not in known for y in truth], dtype=bool)
     top = cols["top_labels"][:, 0]
     return ood_metrics(true_oos, cols["out_of_scope"], top == truth, cols["ood_score"], top == OOS_PREDICTED)
+
+
+def calibrate_for_config(
+    model_dir: Path | str,
+    splits: dict[str, tuple[list[str], list[str]]],
+    target_in_scope_recall_ratio: float,
+    target_oos_recall: float,
+    score: str = "auto",
+    max_length: int = 128,
+    num_threads: int | None = None,
+) -> tuple[CalibrationResult, dict[str, float]]:
+    """Calibrate ``model_dir`` on its ``train``/``dev`` rows (``ood.json`` written into it), then score
+    out-of-scope rejection on ``dev`` and ``test``; returns the calibration and ``<split>_ood_*`` metrics.
+
+    ``target_oos_recall`` > 0 is used only when dev has ``oos`` rows (otherwise nothing could
+    measure it); the in-scope ratio is the target everywhere else.
+    """
+    from intent_mlops.inference.predictor import Predictor
+
+    (train_x, train_y), (dev_x, dev_y) = splits["train"], splits["dev"]
+    result = calibrate(
+        model_dir, train_x, train_y, dev_x, dev_y,
+        score=score,
+        target_in_scope_recall_ratio=target_in_scope_recall_ratio,
+        target_oos_recall=target_oos_recall if target_oos_recall > 0 and OOS_DATA in set(dev_y) else None,
+        max_length=max_length,
+        num_threads=num_threads,
+    )  # fmt: skip
+    predictor = Predictor.load(model_dir, num_threads=num_threads, max_length=max_length)
+    metrics: dict[str, float] = {}
+    for name in ("dev", "test"):
+        if name not in splits:
+            continue
+        m = evaluate_ood(predictor, *splits[name])
+        metrics[f"{name}_ood_in_scope_accuracy"] = m.in_scope_accuracy
+        metrics[f"{name}_ood_in_scope_rejected"] = m.in_scope_rejected
+        if m.n_oos:
+            metrics |= {
+                f"{name}_oos_recall": m.oos_recall,
+                f"{name}_oos_precision": m.oos_precision,
+                f"{name}_ood_auroc": m.auroc,
+            }
+    return result, {k: v for k, v in metrics.items() if v == v}  # nan (nothing to measure) left out

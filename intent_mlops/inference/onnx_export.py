@@ -258,3 +258,22 @@ def export_variants(
     tmp_report.write_text(json.dumps(report, indent=2))
     tmp_report.replace(out / ONNX_REPORT)
     return report
+
+
+def export_checked_variants(
+    model_dir: Path | str,
+    check_texts: Sequence[str],
+    check_labels: Sequence[str] | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """:func:`export_variants`, then delete the variants that failed their check, so the folder that
+    is logged with a model version holds only what may serve (the report keeps their numbers).
+
+    A model with no ONNX to serve is not an error: the version serves fp32 torch.
+    """
+    report = export_variants(model_dir, check_texts, check_labels, **kwargs)
+    out = Path(model_dir) / ONNX_DIR
+    for name, v in report["variants"].items():
+        if not v["passed"]:
+            (out / ONNX_VARIANTS[name]).unlink(missing_ok=True)
+    return report

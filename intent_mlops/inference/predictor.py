@@ -189,7 +189,7 @@ class Predictor:
                     calib = OodCalibration.load(folder)
                     break
         backend: Backend | None = None
-        onnx_dir = onnx_folder(root) if use_onnx else None
+        onnx_dir = (onnx_folder(root) or onnx_folder(weights)) if use_onnx else None
         if use_onnx:
             variant = onnx_variant
             if onnx_dir is not None and variant is None:

@@ -30,6 +30,7 @@ MODEL_DIR_ARTIFACT = "model_dir"
 CODE_FILE = Path(__file__).with_name("pyfunc_model.py")
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # intent_mlops/
 USE_ONNX_ENV = "INTENT_MLOPS_USE_ONNX"  # "1"/"0" overrides the logged choice at load time
+MODEL_VERSION_ENV = "INTENT_MLOPS_MODEL_VERSION"  # set by `intent-mlops serve-model`: the registry's version
 
 
 class InvalidRequest(MlflowException, InvalidInput):
@@ -78,7 +79,7 @@ class IntentClassifierModel(PythonModel):
             context.artifacts[MODEL_DIR_ARTIFACT],
             use_onnx=use_onnx,
             onnx_variant=cfg.get("onnx_variant"),
-            model_version=cfg.get("model_version"),
+            model_version=os.environ.get(MODEL_VERSION_ENV) or cfg.get("model_version"),
             num_threads=cfg.get("num_threads"),
             max_length=int(cfg.get("max_length", 128)),
             batch_size=int(cfg.get("batch_size", 64)),
@@ -148,6 +149,7 @@ def log_pyfunc(
     model_config = {
         "use_onnx": bool(use_onnx),
         "model_version": predictor.model_version,
+        "backend": predictor.backend_name,
         "top_k": top_k,
         "max_length": max_length,
         **(extra_config or {}),

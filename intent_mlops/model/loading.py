@@ -40,8 +40,12 @@ def model_folders(path: str) -> tuple[str, str]:
 
     root = Path(path)
     weights, tokenizer = root, root
-    if (root / "MLmodel").exists():  # mlflow.transformers layout: model/ and components/tokenizer/
-        weights, tokenizer = root / "model", root / "components" / "tokenizer"
+    if (root / "MLmodel").exists():
+        logged = sorted((root / "artifacts").glob("*/config.json"))
+        if logged:  # this project's pyfunc: the save_pretrained folder is the artifact
+            weights = tokenizer = logged[0].parent
+        else:  # mlflow.transformers layout: model/ and components/tokenizer/
+            weights, tokenizer = root / "model", root / "components" / "tokenizer"
     if root.is_dir():
         pickles = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.suffix in PICKLE_SUFFIXES)
         if pickles:

@@ -66,8 +66,8 @@ def set_alias(name: str, alias: str, version: str) -> None:
 def fetch_model(name: str, version: str, cache: Path) -> Path:
     """Download a version's logged model once (kept under ``cache``); returns its folder.
 
-    The transformers flavour stores weights and config under ``model/`` and the tokenizer under
-    ``components/tokenizer``; :func:`intent_mlops.model.loading.load_model` reads both.
+    :func:`intent_mlops.model.loading.model_folders` finds the weights in it (this project's pyfunc,
+    or a version logged in the transformers flavour before it).
     """
     import shutil
 

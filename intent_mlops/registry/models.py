@@ -1,7 +1,10 @@
 """MLflow model registry: log the fine-tuned model, register it, manage aliases.
 
-The model is logged in the transformers flavour from a pipeline object (safetensors weights,
-signature, input example, explicit pip requirements); lineage tags are copied onto the version.
+The model is logged as this project's pyfunc (:mod:`intent_mlops.inference.pyfunc`, "models from
+code": safetensors weights, the out-of-scope calibration and the checked ONNX variants, signature,
+input example, explicit pip requirements, nothing pickled), so every prediction path (MLflow's
+loader, ``mlflow models serve``, the batch flow) applies the same out-of-scope rule. Lineage and
+calibration tags are copied onto the version.
 """
 
 from __future__ import annotations
@@ -9,16 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from intent_mlops.config.params import ServingConfig
 from intent_mlops.config.redact import redact_mapping
 
 CHAMPION, CHALLENGER, PREVIOUS_CHAMPION = "champion", "challenger", "previous-champion"
-
-
-def pip_requirements() -> list[str]:
-    """Pinned to what trained the model: MLflow cannot infer these for a pipeline reliably."""
-    from importlib.metadata import version
-
-    return [f"{pkg}=={version(pkg)}" for pkg in ("mlflow", "transformers", "torch", "tokenizers", "safetensors")]
 
 
 @dataclass(frozen=True)
@@ -29,42 +26,51 @@ class RegisteredVersion:
     model_uri: str
 
 
+def serving_tags(model_dir: Path | str, backend: str) -> dict[str, str]:
+    """``ood.*`` (score, threshold, target) and ``serving.backend``: the registry alone says how the
+    version answers out of scope and what runs it."""
+    from intent_mlops.inference.ood import OodCalibration
+
+    calib = OodCalibration.load(model_dir)
+    return {**(calib.tags() if calib else {"ood.score": "none"}), "serving.backend": backend}
+
+
 def log_and_register(
     model_dir: Path | str,
     registered_model: str,
     input_example: list[str],
     tags: dict[str, str],
+    serving: ServingConfig | None = None,
+    max_length: int = 128,
 ) -> RegisteredVersion:
-    """Log ``model_dir`` (a ``save_pretrained`` folder) to the active run and register it.
+    """Log ``model_dir`` (a ``save_pretrained`` folder, with ``ood.json`` / ``onnx/`` when calibrated and
+    exported) to the active run as the pyfunc model and register it.
 
     Tags (lineage) go on the model version too, so the registry alone answers "trained on what".
     """
     import mlflow
-    from mlflow.models import infer_signature
-    from transformers import pipeline
 
-    from intent_mlops.model.loading import load_model
+    from intent_mlops.inference.pyfunc import log_pyfunc
 
+    serving = serving or ServingConfig()
     run = mlflow.active_run()
     if run is None:
         raise RuntimeError("log_and_register needs an active MLflow run")
-    tokenizer, model = load_model(str(model_dir))
-    pipe = pipeline("text-classification", model=model, tokenizer=tokenizer, device="cpu")
-    output = pipe(input_example)
-    signature = infer_signature(input_example, [{"label": o["label"], "score": float(o["score"])} for o in output])
-    info = mlflow.transformers.log_model(
-        transformers_model=pipe,
-        name="model",
-        task="text-classification",
-        signature=signature,
+    info = log_pyfunc(
+        model_dir,
+        "model",
         input_example=input_example,
-        pip_requirements=pip_requirements(),
         registered_model_name=registered_model,
-        save_pretrained=True,
+        use_onnx=None if serving.use_onnx else False,
+        top_k=serving.top_k,
+        max_length=max_length,
+        extra_config={"max_chars": serving.max_chars, "max_batch": serving.max_batch},
     )
     client = mlflow.MlflowClient()
     version = str(info.registered_model_version)
-    for key, value in redact_mapping(tags).items():
+    config = (info.flavors.get("python_function") or {}).get("config") or {}  # MLmodel key of model_config
+    all_tags = {**tags, **serving_tags(model_dir, str(config.get("backend", "unknown")))}
+    for key, value in redact_mapping(all_tags).items():
         client.set_model_version_tag(registered_model, version, key, value)
     return RegisteredVersion(registered_model, version, run.info.run_id, info.model_uri)
 
@@ -90,7 +96,13 @@ def aliases(name: str) -> dict[str, str]:
 
 
 def register_once(
-    model_dir: Path | str, registered_model: str, run_id: str, input_example: list[str], tags: dict[str, str]
+    model_dir: Path | str,
+    registered_model: str,
+    run_id: str,
+    input_example: list[str],
+    tags: dict[str, str],
+    serving: ServingConfig | None = None,
+    max_length: int = 128,
 ) -> tuple[RegisteredVersion, bool]:
     """Register the run's model unless the run already did (a resumed run); returns (version, new).
 
@@ -105,7 +117,7 @@ def register_once(
         return RegisteredVersion(registered_model, existing, run_id, str(mv.source)), False
     status = mlflow.MlflowClient().get_run(run_id).info.status
     with mlflow.start_run(run_id=run_id):
-        version = log_and_register(model_dir, registered_model, input_example, tags)
+        version = log_and_register(model_dir, registered_model, input_example, tags, serving, max_length)
     mlflow.MlflowClient().update_run(run_id, status=status)  # the context ended it as FINISHED
     return version, True
 

@@ -8,7 +8,6 @@ Screenshots go to `test-output/browser/`.
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import time
@@ -47,15 +46,14 @@ def served(project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str,
         stack.stop(project)
 
 
-def _run_deployment(api: str, name: str, parameters: dict[str, Any]) -> Any:
+def _run_deployment(name: str, parameters: dict[str, Any]) -> Any:
     """Start a deployment run through the Prefect API and wait for its final state."""
-    os.environ["PREFECT_API_URL"] = api
     from prefect.deployments import run_deployment
 
     return run_deployment(name, parameters=parameters, timeout=600)
 
 
-def _wait_for_new_run(api: str, before: set[str], timeout: float = 600) -> Any:
+def _wait_for_new_run(before: set[str], timeout: float = 600) -> Any:
     from prefect import get_client
 
     deadline = time.monotonic() + timeout
@@ -68,12 +66,19 @@ def _wait_for_new_run(api: str, before: set[str], timeout: float = 600) -> Any:
     raise AssertionError("the run started from the form did not finish")
 
 
-def test_both_uis_in_a_browser(served: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_both_uis_in_a_browser(served: dict[str, str]) -> None:
+    # Prefect reads its settings once, when first imported (collection may have imported it already):
+    # point this process's client at the stack with a settings context, not the environment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: served["prefect"] + "/api"}):
+        _walk_both_uis(served)
+
+
+def _walk_both_uis(served: dict[str, str]) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    api = served["prefect"] + "/api"
-    monkeypatch.setenv("PREFECT_API_URL", api)
-    first = _run_deployment(api, "train-intent-classifier/train", {})
+    first = _run_deployment("train-intent-classifier/train", {})
     assert first.state.is_completed(), first.state
     SHOTS.mkdir(parents=True, exist_ok=True)
     args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -109,7 +114,7 @@ def test_both_uis_in_a_browser(served: dict[str, str], monkeypatch: pytest.Monke
         expect(page.get_by_text("epochs").first).to_be_visible()
         page.screenshot(path=str(SHOTS / "prefect-run-form.png"), full_page=True)
         page.get_by_role("button", name="Submit").first.click()
-        run = _wait_for_new_run(api, before)
+        run = _wait_for_new_run(before)
         assert run.state.is_completed(), run.state
         page.goto(f"{served['prefect']}/runs/flow-run/{run.id}")
         page.screenshot(path=str(SHOTS / "prefect-form-run.png"), full_page=True)

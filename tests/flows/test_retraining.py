@@ -148,7 +148,8 @@ def _served_labels(version: str, texts: list[str]) -> list[str]:
     from intent_mlops.model.labels import OOS_DATA, OOS_PREDICTED
 
     model = mlflow.pyfunc.load_model(f"models:/{MODEL}/{version}")
-    return [str(x).replace(OOS_PREDICTED, OOS_DATA) for x in model.predict(texts)["label"]]
+    served = model.predict(pd.DataFrame({"text": texts}))
+    return [str(r["top_k"][0]["label"]).replace(OOS_PREDICTED, OOS_DATA) for r in served]  # the top intent
 
 
 def _paused_runs() -> dict[UUID, Any]:

@@ -99,7 +99,9 @@ def test_pyfunc_serves_the_onnx_variant(exported: Path, tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    mlflow.set_experiment("onnx-tests")  # not an experiment id left active by another test's store
+    # its own experiment (not one left active by another test's store), artifacts in tmp (not ./mlruns)
+    exp = mlflow.create_experiment("onnx-tests", artifact_location=str(tmp_path / "artifacts"))
+    mlflow.set_experiment(experiment_id=exp)
     with mlflow.start_run():
         info = log_pyfunc(exported, "model", ["where is my order"], None)
     loaded = mlflow.pyfunc.load_model(info.model_uri)

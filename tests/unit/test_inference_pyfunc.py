@@ -21,7 +21,8 @@ def store(tmp_path: Path) -> str:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    mlflow.set_experiment("inference-tests")
+    exp = mlflow.create_experiment("inference-tests", artifact_location=str(tmp_path / "artifacts"))
+    mlflow.set_experiment(experiment_id=exp)  # artifacts in tmp, not in the repository's mlruns/
     return uri
 
 
@@ -99,14 +100,15 @@ def test_scoring_server_maps_client_errors_to_4xx_and_faults_to_5xx(
     tiny_classifier: Path,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    """MLflow's own scoring app (what `mlflow models serve` runs), in process."""
+    """MLflow's own scoring app (what `mlflow models serve` runs) with serve-model's guard, in process."""
     from fastapi.testclient import TestClient
-    from mlflow.pyfunc import scoring_server
+
+    from intent_mlops.inference.server import build_app
 
     with mlflow.start_run():
         info = log_pyfunc(Path(shutil.copytree(tiny_classifier, tmp_path / "m")), "model", ["hello there"], None)
     loaded = mlflow.pyfunc.load_model(info.model_uri)
-    client = TestClient(scoring_server.init(loaded))
+    client = TestClient(build_app(loaded))
     js = {"Content-Type": "application/json"}
 
     ok = client.post(
@@ -123,12 +125,15 @@ def test_scoring_server_maps_client_errors_to_4xx_and_faults_to_5xx(
         "missing field": {"dataframe_records": [{"utterance": "hi"}]},
         "non-string": {"dataframe_records": [{"text": None}]},
         "bad top_k": {"dataframe_records": [{"text": "hi"}], "params": {"top_k": 0}},
+        "oversized batch": {"inputs": {"text": ["hi"] * 1025}},
+        "no instances": {"dataframe_records": []},
     }
     for case, body in bad.items():
         r = client.post("/invocations", json=body)
         assert 400 <= r.status_code < 500, (case, r.status_code, r.text)
     assert client.post("/invocations", content=b"{not json", headers=js).status_code == 400
     assert client.post("/invocations", content=b"text", headers={"Content-Type": "text/plain"}).status_code == 415
+    assert client.post("/invocations", content=b'{"inputs": {"text": ["hi"]}}').status_code == 415, "no type"
 
     def broken(texts: list[str], top_k: int = 3) -> list[dict[str, object]]:
         raise RuntimeError("weights corrupted")

@@ -50,6 +50,20 @@ def test_pull_revision_and_workspace(project: Path) -> None:
     assert splits.md5 == lock["stages"]["prepare"]["outs"][0]["md5"]
 
 
+def test_a_revision_shares_the_project_cache(project: Path) -> None:
+    """Data committed but never pushed is still readable at its revision: the worktree uses the
+    project's DVC cache (not a second one that only the remote could fill)."""
+    first = read_csv(project / versioning.DATA_FILE)
+    extra = first.head(10).assign(text=lambda d: d["text"] + " (never pushed)")
+    commands.data_import(project, _csv(project, extra), append=True, push=False)
+    git(project, "commit", "-qam", "data v2, not pushed")
+    shutil.rmtree(project.parent / "remote")
+    at_head = versioning.pull(project, "HEAD")
+    assert at_head.workdir != project and len(read_csv(at_head.raw_csv)) == len(first) + 10
+    assert not (at_head.workdir / ".dvc" / "cache").exists(), "no second cache in the worktree"
+    assert versioning.tracked_file(project, versioning.DATA_FILE, "HEAD") == at_head.raw_csv
+
+
 def test_modified_workspace_is_refused(project: Path) -> None:
     with open(project / versioning.DATA_FILE, "a") as fh:
         fh.write("an untracked new row,track_order\n")

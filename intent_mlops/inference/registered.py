@@ -1,0 +1,91 @@
+"""A registered version, ready to predict: resolve an alias or number, fetch the logged model once,
+build the :class:`~.predictor.Predictor` with the settings the version was logged with.
+
+The batch flow and ``serve-model`` use it, so a nightly file and a live request get the same
+model, the same out-of-scope rule and the same ``model_version`` label (``<name>/<version>``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from intent_mlops.registry.champion import fetch_model
+from intent_mlops.registry.models import CHAMPION, aliases
+
+if TYPE_CHECKING:
+    from intent_mlops.inference.predictor import Predictor
+
+
+class ModelNotFound(LookupError):
+    """The asked-for alias or version does not exist (a user error, not a registry fault)."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    version: str
+    alias: str | None  # how it was asked for (None: by number)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}/{self.version}"
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def resolve(name: str, alias: str | None = None, version: str | None = None) -> ModelRef:
+    """The version behind ``alias`` (default ``champion``) or the given ``version``; a clear error when
+    neither exists."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    if alias and version:
+        raise ModelNotFound("give an alias or a version, not both")
+    if version:
+        try:
+            mlflow.MlflowClient().get_model_version(name, str(version))
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            raise ModelNotFound(f"{name} has no version {version}") from exc
+        return ModelRef(name, str(version), None)
+    alias = alias or CHAMPION
+    found = aliases(name)
+    if alias not in found:
+        known = ", ".join(f"{a} -> {v}" for a, v in sorted(found.items())) or "no aliases (train a model first)"
+        raise ModelNotFound(f"{name} has no alias {alias!r} ({known})")
+    return ModelRef(name, found[alias], alias)
+
+
+def model_folder(ref: ModelRef, cache: Path) -> Path:
+    """The version's logged model, downloaded once into ``cache``."""
+    return fetch_model(ref.name, ref.version, cache)
+
+
+def load_predictor(
+    ref: ModelRef, cache: Path, use_onnx: bool | None = None, num_threads: int | None = None
+) -> Predictor:
+    """The version's predictor with its logged settings (backend, max_length, limits); ``use_onnx``
+    overrides the logged backend choice."""
+    import yaml
+
+    from intent_mlops.inference.predictor import Predictor
+    from intent_mlops.inference.validation import Limits
+
+    folder = model_folder(ref, cache)
+    flavor = (yaml.safe_load((folder / "MLmodel").read_text()).get("flavors") or {}).get("python_function") or {}
+    cfg = flavor.get("config") or {}  # the MLmodel key of log_model(model_config=...)
+    if "artifacts" not in flavor:
+        raise ValueError(f"{ref.label} was not logged as this project's pyfunc model; retrain it to predict with it")
+    return Predictor.load(
+        folder,
+        use_onnx=bool(cfg.get("use_onnx", False)) if use_onnx is None else use_onnx,
+        model_version=ref.label,
+        num_threads=num_threads,
+        max_length=int(cfg.get("max_length", 128)),
+        limits=Limits(int(cfg.get("max_chars", 2000)), int(cfg.get("max_batch", 1024))),
+    )
