@@ -11,6 +11,7 @@ import codecs
 import csv
 import hashlib
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,15 @@ import pandas as pd
 
 REQUIRED_COLUMNS = ("text", "label")
 ALIASES = {"category": "label", "intent": "label", "utterance": "text", "sentence": "text"}
+
+
+MAX_CSV_ENV, DEFAULT_MAX_CSV_MB = "INTENT_MLOPS_MAX_CSV_MB", 512
+
+
+def max_csv_bytes() -> int:
+    """Largest labelled CSV read (whole, for the line-exact gate): 512 MiB is millions of utterances,
+    and a bigger file (a wrong export, a log dump) is refused before it can exhaust memory."""
+    return int(float(os.environ.get(MAX_CSV_ENV) or DEFAULT_MAX_CSV_MB) * 2**20)
 
 
 class DataError(ValueError):
@@ -36,6 +46,12 @@ def read_csv(path: Path | str) -> pd.DataFrame:
         raise DataError(f"{path}: file not found")
     if path.is_dir():
         raise DataError(f"{path}: is a directory; expected a CSV file with a header `text,label`")
+    size, limit = path.stat().st_size, max_csv_bytes()
+    if size > limit:
+        raise DataError(
+            f"{path}: {size / 2**20:.0f} MiB is over the {limit / 2**20:.0f} MiB a labelled data set may have "
+            f"(the gate reads it whole); split it, or raise {MAX_CSV_ENV} on a machine with the memory"
+        )
     raw = path.read_bytes()
     text = _decode(raw, path)
     if not text.strip():

@@ -53,7 +53,11 @@ def texts_from(model_input: Any) -> list[str]:
         if "text" not in model_input:
             raise InvalidInput(f"missing field 'text' (got fields {list(model_input)[:10]})")
         value = model_input["text"]
-        return [value] if isinstance(value, str) else list(value)
+        if isinstance(value, str):
+            return [value]
+        if not isinstance(value, list | tuple):
+            raise InvalidInput(f"field 'text' must be a string or a list of strings, got {type(value).__name__}")
+        return list(value)
     if isinstance(model_input, pd.Series):
         return list(model_input.tolist())
     if isinstance(model_input, list):

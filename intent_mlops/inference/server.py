@@ -33,9 +33,43 @@ def build_app(model: Any) -> Any:
                 {"error_code": "BAD_REQUEST", "message": "missing Content-Type header: send application/json"},
                 status_code=415,
             )
+        if request.method == "POST" and request.headers["content-type"].startswith("application/json"):
+            problem = non_string_text(await request.body())
+            if problem:
+                return JSONResponse({"error_code": "INVALID_PARAMETER_VALUE", "message": problem}, status_code=400)
         return await call_next(request)
 
     return app
+
+
+def non_string_text(body: bytes) -> str | None:
+    """What is wrong when a JSON request's ``text`` values are not all strings (None: nothing, or not
+    JSON at all, which MLflow itself answers with a 400)."""
+    import json
+
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(payload, dict):
+        return None
+    values: list[object] = []
+    inputs = payload.get("inputs", payload.get("instances"))
+    if isinstance(inputs, dict) and "text" in inputs:
+        values = inputs["text"] if isinstance(inputs["text"], list) else [inputs["text"]]
+    elif isinstance(inputs, list):
+        values = [r.get("text") if isinstance(r, dict) else r for r in inputs]
+    records = payload.get("dataframe_records")
+    if isinstance(records, list):
+        values += [r.get("text") for r in records if isinstance(r, dict) and "text" in r]
+    split = payload.get("dataframe_split")
+    if isinstance(split, dict) and isinstance(split.get("columns"), list) and "text" in split["columns"]:
+        col = split["columns"].index("text")
+        values += [row[col] for row in split.get("data") or [] if isinstance(row, list) and len(row) > col]
+    for i, v in enumerate(values):
+        if not isinstance(v, str):
+            return f"text {i} is not a string (got {type(v).__name__})"
+    return None
 
 
 def serve(ref: ModelRef, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
