@@ -127,6 +127,31 @@ def weights_fingerprint(folder: Path | str) -> str:
     return "sha256:" + h.hexdigest()[:12]
 
 
+def _calibration(*folders: Path) -> OodCalibration | None:
+    """The stored out-of-scope calibration of a model folder (the first folder holding one)."""
+    for folder in folders:
+        if (folder / CALIBRATION_JSON).exists():
+            return OodCalibration.load(folder)
+    return None
+
+
+def _onnx_backend(root: Path, weights: Path, variant: str | None, num_threads: int | None) -> OnnxBackend | None:
+    """The ONNX variant asked for (missing: an error), else the best one whose check passed (none: None,
+    with a warning, and the caller uses torch)."""
+    onnx_dir = onnx_folder(root) or onnx_folder(weights)
+    chosen = variant
+    if onnx_dir is not None and chosen is None:
+        ok = passing_variants(onnx_dir)
+        chosen = ok[0] if ok else None
+    path = onnx_dir / ONNX_VARIANTS.get(chosen or "", "?") if onnx_dir is not None else None
+    if path is not None and path.exists():
+        return OnnxBackend(path, num_threads, name=f"onnx-{chosen}")
+    if variant is not None:
+        raise FileNotFoundError(f"{root}: no ONNX variant {variant!r} under {ONNX_DIR}/")
+    log.warning("%s: no checked ONNX variant under %s/; using torch fp32", root, ONNX_DIR)
+    return None
+
+
 class Predictor:
     """Texts -> predictions. Build it with :meth:`load`; call :meth:`predict`."""
 
@@ -169,7 +194,8 @@ class Predictor:
         limits: Limits | None = None,
         calibration: bool = True,
     ) -> Predictor:
-        """A predictor over a ``save_pretrained`` folder or a logged MLflow transformers model folder.
+        """A predictor over a ``save_pretrained`` folder or a logged MLflow model folder (this project's
+        pyfunc, or the transformers flavour).
 
         ``ood.json`` in the folder (see :mod:`.calibrate`) turns on out-of-scope rejection
         (``calibration=False`` ignores it). ``use_onnx=True`` runs the exported variant under
@@ -182,27 +208,9 @@ class Predictor:
 
         root = Path(resolve_model_path(str(model_dir)))
         weights, tok_dir = (Path(p) for p in model_folders(str(root)))
-        calib = None
-        if calibration:
-            for folder in (root, weights):
-                if (folder / CALIBRATION_JSON).exists():
-                    calib = OodCalibration.load(folder)
-                    break
-        backend: Backend | None = None
-        onnx_dir = (onnx_folder(root) or onnx_folder(weights)) if use_onnx else None
-        if use_onnx:
-            variant = onnx_variant
-            if onnx_dir is not None and variant is None:
-                ok = passing_variants(onnx_dir)
-                variant = ok[0] if ok else None
-            path = onnx_dir / ONNX_VARIANTS.get(variant or "", "?") if onnx_dir is not None else None
-            if path is not None and path.exists():
-                backend = OnnxBackend(path, num_threads, name=f"onnx-{variant}")
-            elif onnx_variant is not None:
-                raise FileNotFoundError(f"{root}: no ONNX variant {onnx_variant!r} under {ONNX_DIR}/")
-            else:
-                log.warning("%s: no checked ONNX variant under %s/; using torch fp32", root, ONNX_DIR)
-        if backend is None:
+        calib = _calibration(root, weights) if calibration else None
+        backend: Backend | None = _onnx_backend(root, weights, onnx_variant, num_threads) if use_onnx else None
+        if backend is None:  # torch fp32 (asked for, or no usable ONNX variant)
             from intent_mlops.model.loading import load_model
 
             if num_threads:
