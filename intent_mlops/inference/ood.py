@@ -507,6 +507,21 @@ def _threshold_for(
     return choose_threshold(scores[~true_oos], ratio, correct_in_scope_dev=(pred == y)[~true_oos])
 
 
+def _choose(score: str, candidates: dict[str, Candidate], true_oos: np.ndarray) -> str:
+    """The given score, or with ``auto`` the best dev AUROC when dev has out-of-scope rows (ties: the
+    earlier of :data:`SCORES`), else :data:`DEFAULT_SCORE`."""
+    has_oos = bool(true_oos.any())
+    if score == "auto":
+        if has_oos and not (~true_oos).any():
+            raise ValueError("dev has no in-scope rows to calibrate on")
+        if has_oos:
+            return max(candidates, key=lambda n: (candidates[n].dev.auroc, -SCORES.index(n)))
+        return DEFAULT_SCORE if DEFAULT_SCORE in candidates else "temperature"
+    if score in candidates:
+        return score
+    raise ValueError(f"score {score!r} not available (fitted: {sorted(candidates)}; mahalanobis needs embeddings)")
+
+
 def calibrate_arrays(
     train_embeddings: np.ndarray | None,
     train_y: np.ndarray,
@@ -552,7 +567,6 @@ def calibrate_arrays(
         else {"kind": "in_scope_recall_ratio", "value": float(target_in_scope_recall_ratio)}
     )
     candidates: dict[str, Candidate] = {}
-    dev_scores: dict[str, np.ndarray] = {}
     for name in todo:
         s = compute_score(name, dev_logits, dev_embeddings, temperature=temperature, means=means, precision=precision)
         thr = _threshold_for(
@@ -560,19 +574,7 @@ def calibrate_arrays(
         )
         decided = argmax_oos | (s < thr)
         candidates[name] = Candidate(name, thr, ood_metrics(true_oos, decided, pred == dev_y, s, argmax_oos))
-        dev_scores[name] = s
-    if score == "auto":
-        if has_oos and not (~true_oos).any():
-            raise ValueError("dev has no in-scope rows to calibrate on")
-        chosen = (
-            max(candidates, key=lambda n: (candidates[n].dev.auroc, -SCORES.index(n)))
-            if has_oos
-            else (DEFAULT_SCORE if DEFAULT_SCORE in candidates else "temperature")
-        )
-    elif score in candidates:
-        chosen = score
-    else:
-        raise ValueError(f"score {score!r} not available (fitted: {sorted(candidates)}; mahalanobis needs embeddings)")
+    chosen = _choose(score, candidates, true_oos)
     keep_arrays = chosen == "mahalanobis"
     calib = OodCalibration(
         score=chosen,
