@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,10 +36,19 @@ def git(root: Path, *args: str) -> str:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_tracking_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``mlflow.set_tracking_uri`` exports the URI; undo that after each test so projects stay apart."""
+def _isolated_tracking_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """``mlflow.set_tracking_uri`` sets a process-wide URI (which wins over the environment) and
+    exports it; undo both after each test so that one test's store or server never serves the next."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    yield
+    if "mlflow" in sys.modules:
+        import mlflow
+
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]  (None unsets it)
+        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ.pop("MLFLOW_REGISTRY_URI", None)
 
 
 def _random_bert(folder: Path, hidden: int) -> Path:
