@@ -4,6 +4,7 @@ Three sub-commands, each one run:
 
     python bench/inference.py train --out DIR [--epochs 1]            # fine-tune MiniLM on all 77 intents
     python bench/inference.py train --out DIR --held-out              # ... on 50 intents (see "ood" below)
+    python bench/inference.py train --out DIR --held-out --keep-layers 2   # (e) a smaller model: 2 of 6 layers
     python bench/inference.py speed --model-dir DIR [--rows 1000] [--repeat 2]   # (a) (b) (c) (d) side by side
     python bench/inference.py ood --model-dir DIR                     # out-of-scope scores at the dev threshold
     python bench/inference.py batch --model-dir DIR [--rows 200000]   # streamed file: peak RSS, rows/s
@@ -96,8 +97,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         parts = stratified_split(banking77("train"), dev_ratio=0.1, test_ratio=0.0, seed=42)
         tr, dev = parts["train"], parts["dev"]
     cfg = TrainConfig(
-        epochs=args.epochs, progress=False, checkpoint_every_steps=0, num_threads=args.threads, max_length=64
-    )
+        epochs=args.epochs, progress=False, checkpoint_every_steps=0, num_threads=args.threads, max_length=64,
+        keep_layers=args.keep_layers,
+    )  # fmt: skip
     t = time.perf_counter()
     result = train(
         cfg,
@@ -468,6 +470,7 @@ def main() -> int:
     t.add_argument("--epochs", type=int, default=1)
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--held-out", action="store_true", help="train on the 50 known intents of the ood protocol")
+    t.add_argument("--keep-layers", type=int, default=0, help="train.keep_layers: a smaller encoder (0: all)")
     o = sub.add_parser("ood", help="out-of-scope scores on the held-out-intents protocol")
     o.add_argument("--model-dir", type=Path, required=True, help="a model from `train --held-out`")
     o.add_argument(

@@ -106,6 +106,11 @@ class TrainConfig:
     lora_alpha: int = _f(16, "LoRA scaling numerator (alpha / r).")
     lora_dropout: float = _f(0.1, "Dropout on the LoRA branch.")
     lora_target_modules: list[str] = _f(["query", "key", "value", "dense"], "Module names that get LoRA adapters.")
+    keep_layers: int = _f(
+        0,
+        "Fine-tune only the first N encoder layers of the pretrained model (a smaller, faster model to serve; "
+        "0 keeps all). docs/benchmarks.md has the speed gained and the accuracy lost.",
+    )
     num_processes: int = _f(1, "Data-parallel processes; >1 launches torchrun (one per GPU, or gloo on CPU).")
 
 
@@ -350,6 +355,8 @@ def _check(cfg: Config) -> None:
         raise ConfigError("train: batch_size, grad_accum_steps and epochs must be >= 1")
     if t.head_lr_multiplier <= 0 or not 0 < t.layer_lr_decay <= 1:
         raise ConfigError("train: head_lr_multiplier must be > 0 and layer_lr_decay in (0, 1]")
+    if t.keep_layers < 0:
+        raise ConfigError(f"train.keep_layers: expected 0 (all) or a number of layers, got {t.keep_layers}")
     if t.lora_r < 0 or t.num_processes < 1:
         raise ConfigError("train: lora_r must be >= 0 and num_processes >= 1")
     if not 0 <= t.ema_decay < 1:

@@ -53,11 +53,18 @@ def model_folders(path: str) -> tuple[str, str]:
     return str(weights), str(tokenizer)
 
 
-def load_model(path: str, labels: LabelSpace | None = None, dropout: float | None = None) -> tuple[Any, Any]:
+LAYER_FIELDS = ("num_hidden_layers", "n_layers")  # BERT / RoBERTa / MiniLM, DistilBERT
+
+
+def load_model(
+    path: str, labels: LabelSpace | None = None, dropout: float | None = None, keep_layers: int = 0
+) -> tuple[Any, Any]:
     """Tokenizer + sequence classifier from a local folder (never remote code).
 
     ``labels`` sizes a new classification head; ``dropout`` overrides every dropout field the
-    model's config has (BERT, DistilBERT, RoBERTa name them differently). Weights load as fp32
+    model's config has (BERT, DistilBERT, RoBERTa name them differently). ``keep_layers`` > 0 builds
+    the encoder with only its first N layers (their pretrained weights; the rest are not loaded): a
+    smaller, faster model to fine-tune, saved and served as such. Weights load as fp32
     whatever the checkpoint stores: transformers 5 defaults to the stored dtype, and training
     fp16/bf16 parameters directly loses the optimizer's small updates (CUDA gets bf16 through
     autocast instead).
@@ -70,6 +77,12 @@ def load_model(path: str, labels: LabelSpace | None = None, dropout: float | Non
     if labels is not None:
         kwargs = {"num_labels": len(labels.labels), "id2label": labels.id2label, "label2id": labels.label2id}
     config = AutoConfig.from_pretrained(path, **kwargs)
+    if keep_layers:
+        field = next((f for f in LAYER_FIELDS if hasattr(config, f)), None)
+        total = int(getattr(config, field)) if field else 0
+        if field is None or not 0 < keep_layers <= total:
+            raise ValueError(f"train.keep_layers={keep_layers}: the model at {path} has {total} encoder layers")
+        setattr(config, field, keep_layers)
     if dropout is not None:
         for name in DROPOUT_FIELDS:
             if hasattr(config, name):

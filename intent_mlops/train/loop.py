@@ -101,7 +101,7 @@ class _Run:
 
 def _prepare_model(cfg: TrainConfig, labels: LabelSpace, device: torch.device) -> tuple[Any, Any, bool]:
     """Pretrained encoder + new head, with the configured freezing, LoRA and CPU dropout."""
-    tokenizer, model = load_model(cfg.model_name_or_path, labels, cfg.dropout)
+    tokenizer, model = load_model(cfg.model_name_or_path, labels, cfg.dropout, cfg.keep_layers)
     if cfg.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
     if cfg.gradient_checkpointing:

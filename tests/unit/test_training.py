@@ -104,6 +104,20 @@ def test_freeze_layers_out_of_range_names_the_field(tiny_model_dir: Path, tmp_pa
         train(_cfg(tiny_model_dir, epochs=1, freeze_layers=2), *splits["train"], *splits["dev"], tmp_path / "r")
 
 
+def test_keep_layers_trains_and_saves_a_smaller_encoder(tiny_model_dir: Path, tmp_path: Path, splits: dict) -> None:
+    cfg = _cfg(tiny_model_dir, epochs=1, keep_layers=1, freeze_embeddings=True)
+    result = train(cfg, *splits["train"], *splits["dev"], tmp_path / "r")
+    base = load_model(str(tiny_model_dir))[1].state_dict()
+    _, small = load_model(str(result.model_dir))
+    assert small.config.num_hidden_layers == 1, "saved (and served) with one layer"
+    names = set(small.state_dict())
+    assert not any(k.startswith("bert.encoder.layer.1.") for k in names)
+    emb = "bert.embeddings.word_embeddings.weight"
+    assert torch.equal(small.state_dict()[emb], base[emb]), "the kept part starts from the pretrained weights"
+    with pytest.raises(ValueError, match=r"train.keep_layers=3: the model at .* has 2 encoder layers"):
+        train(_cfg(tiny_model_dir, epochs=1, keep_layers=3), *splits["train"], *splits["dev"], tmp_path / "x")
+
+
 def test_oos_is_named_out_of_scope_in_predictions() -> None:
     space = LabelSpace.from_labels(["oos", "track_order", "oos"])
     assert space.labels == ("oos", "track_order")
