@@ -66,7 +66,11 @@ def test_minilm_calibrated_exported_and_quantised(tmp_path: Path) -> None:
     assert np.mean(a["label"] == b["label"]) >= 0.95
     in_scope = torch_p.predict_columns(parts["test"]["text"].tolist())
     assert np.mean(in_scope["label"] == np.array(parts["test"]["label"].tolist(), dtype=object)) > 0.6
-    assert torch_p.predict(["what is the boiling point of mercury in kelvin"])[0]["label"] in (
-        *known,
-        "out_of_scope",
-    )
+    # utterances no banking intent covers are answered out_of_scope, more often than the unseen intents'
+    # own banking questions, which are far more often than in-scope ones
+    unrelated = ["what is the boiling point of mercury in kelvin", "play some jazz in the kitchen",
+                 "who won the football match last night", "how do I bake sourdough bread",
+                 "translate good morning into japanese"]  # fmt: skip
+    unrelated_rate = np.mean([r["out_of_scope"] for r in torch_p.predict(unrelated)])
+    unseen_rate = np.mean(torch_p.predict_columns(test_oos["text"].tolist())["out_of_scope"])
+    assert unrelated_rate >= 0.8 and unseen_rate > 2 * np.mean(in_scope["out_of_scope"]), (unrelated_rate, unseen_rate)
