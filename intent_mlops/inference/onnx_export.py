@@ -17,7 +17,9 @@ is at most ``max_accuracy_drop`` below fp32's; the Predictor only picks passing 
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -82,7 +84,10 @@ def export_onnx(model_dir: Path | str, path: Path | str, opset: int = OPSET) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}}
     axes.update({name: {0: "batch"} for name in ("logits", "cls", "mean")})
-    with torch.no_grad():
+    # the tracer's warnings are about shapes the dynamic axes cover; they would fill a training run's console
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", UserWarning)
         torch.onnx.export(
             wrapped,
             (enc["input_ids"], enc["attention_mask"]),
@@ -127,14 +132,20 @@ def quantize(fp32: Path | str, int8: Path | str) -> Path:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(
-        str(fp32),
-        str(int8),
-        weight_type=QuantType.QUInt8,
-        per_channel=True,
-        # fused com.microsoft ops defeat ONNX shape inference: their outputs are fp32
-        extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # onnxruntime advises shape pre-processing via the root logger on every call
+    try:
+        quantize_dynamic(
+            str(fp32),
+            str(int8),
+            weight_type=QuantType.QUInt8,
+            per_channel=True,
+            # fused com.microsoft ops defeat ONNX shape inference: their outputs are fp32
+            extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    finally:
+        root.setLevel(level)
     return Path(int8)
 
 

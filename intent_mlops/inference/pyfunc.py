@@ -91,7 +91,8 @@ class IntentClassifierModel(PythonModel):
         )
         log.info("intent classifier %s loaded (%s)", self.predictor.model_version, self.predictor.backend_name)
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    # no type hints: MLflow reads them to validate input and warns that `Any` cannot be (the signature does it)
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
         top_k = (params or {}).get("top_k", self.default_top_k)
         try:
             return self.predictor.predict(texts_from(model_input), top_k=top_k)
