@@ -101,7 +101,8 @@ def calibrate(
     Train rows give the Mahalanobis class means and covariance (at most ``max_train_rows``, a
     stratified-enough random sample beyond that); dev rows give the temperature, the threshold and,
     when dev has ``oos`` rows, the choice of score. ``score`` forces one of
-    :data:`~intent_mlops.inference.ood.SCORES`.
+    :data:`~intent_mlops.inference.ood.SCORES`. (Just over 60 lines: most are the keyword arguments
+    passed through to :func:`~intent_mlops.inference.ood.calibrate_arrays`.)
     """
     from intent_mlops.inference.predictor import Predictor
 
