@@ -94,6 +94,10 @@ prefect-ui: $(STAMP)  ## Prefect UI on http://127.0.0.1:4200 (shows ephemeral ru
 bench-throughput: $(STAMP)  ## training throughput: seed recipe vs HF Trainer vs this trainer (2 interleaved rounds)
 	$(BIN)/python bench/train_throughput.py --repeat 2
 
+bench-inference: $(STAMP)  ## inference speed (a)-(d) side by side: make bench-inference MODEL_DIR=<bench/inference.py train --out>
+	@test -n "$(MODEL_DIR)" || { echo "MODEL_DIR= is required: a model from python bench/inference.py train --out DIR"; exit 2; }
+	$(BIN)/python bench/inference.py speed --model-dir $(MODEL_DIR) --repeat 2
+
 bench-accuracy: $(STAMP)  ## default params on BANKING77 and HWU64 (long)
 	$(BIN)/python bench/accuracy.py
 
