@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 from mlflow.exceptions import MlflowException
@@ -23,6 +23,9 @@ from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 from mlflow.pyfunc.model import PythonModel
 
 from intent_mlops.inference.validation import InvalidInput
+
+if TYPE_CHECKING:
+    from intent_mlops.inference.predictor import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -67,27 +70,41 @@ def texts_from(model_input: Any) -> list[str]:
     )
 
 
+def predictor_from_config(
+    model_dir: Path | str,
+    cfg: dict[str, Any],
+    model_version: str | None = None,
+    use_onnx: bool | None = None,
+    num_threads: int | None = None,
+) -> Predictor:
+    """The :class:`~.predictor.Predictor` a logged version describes (its ``model_config``: backend,
+    max_length, request limits); ``model_version`` / ``use_onnx`` / ``num_threads`` override it."""
+    from intent_mlops.inference.predictor import Predictor
+    from intent_mlops.inference.validation import Limits
+
+    return Predictor.load(
+        model_dir,
+        use_onnx=bool(cfg.get("use_onnx", False)) if use_onnx is None else use_onnx,
+        onnx_variant=cfg.get("onnx_variant"),
+        model_version=model_version or cfg.get("model_version"),
+        num_threads=num_threads or cfg.get("num_threads"),
+        max_length=int(cfg.get("max_length", 128)),
+        batch_size=int(cfg.get("batch_size", 64)),
+        limits=Limits(int(cfg.get("max_chars", 2000)), int(cfg.get("max_batch", 1024))),
+    )
+
+
 class IntentClassifierModel(PythonModel):
     """Builds the :class:`~.predictor.Predictor` from the logged model folder; predicts lists of dicts."""
 
     def load_context(self, context: Any) -> None:
-        from intent_mlops.inference.predictor import Predictor
-        from intent_mlops.inference.validation import Limits
-
         cfg = dict(context.model_config or {})
-        use_onnx = bool(cfg.get("use_onnx", False))
+        use_onnx = None
         if os.environ.get(USE_ONNX_ENV) in ("0", "1"):
             use_onnx = os.environ[USE_ONNX_ENV] == "1"
         self.default_top_k = int(cfg.get("top_k", 3))
-        self.predictor = Predictor.load(
-            context.artifacts[MODEL_DIR_ARTIFACT],
-            use_onnx=use_onnx,
-            onnx_variant=cfg.get("onnx_variant"),
-            model_version=os.environ.get(MODEL_VERSION_ENV) or cfg.get("model_version"),
-            num_threads=cfg.get("num_threads"),
-            max_length=int(cfg.get("max_length", 128)),
-            batch_size=int(cfg.get("batch_size", 64)),
-            limits=Limits(int(cfg.get("max_chars", 2000)), int(cfg.get("max_batch", 1024))),
+        self.predictor = predictor_from_config(
+            context.artifacts[MODEL_DIR_ARTIFACT], cfg, os.environ.get(MODEL_VERSION_ENV), use_onnx
         )
         log.info("intent classifier %s loaded (%s)", self.predictor.model_version, self.predictor.backend_name)
 

@@ -61,31 +61,18 @@ def resolve(name: str, alias: str | None = None, version: str | None = None) -> 
     return ModelRef(name, found[alias], alias)
 
 
-def model_folder(ref: ModelRef, cache: Path) -> Path:
-    """The version's logged model, downloaded once into ``cache``."""
-    return fetch_model(ref.name, ref.version, cache)
-
-
 def load_predictor(
     ref: ModelRef, cache: Path, use_onnx: bool | None = None, num_threads: int | None = None
 ) -> Predictor:
-    """The version's predictor with its logged settings (backend, max_length, limits); ``use_onnx``
-    overrides the logged backend choice."""
+    """The version's predictor with its logged settings (the logged model is downloaded once into
+    ``cache``); ``use_onnx`` overrides the logged backend choice."""
     import yaml
 
-    from intent_mlops.inference.predictor import Predictor
-    from intent_mlops.inference.validation import Limits
+    from intent_mlops.inference.pyfunc import predictor_from_config
 
-    folder = model_folder(ref, cache)
+    folder = fetch_model(ref.name, ref.version, cache)
     flavor = (yaml.safe_load((folder / "MLmodel").read_text()).get("flavors") or {}).get("python_function") or {}
-    cfg = flavor.get("config") or {}  # the MLmodel key of log_model(model_config=...)
     if "artifacts" not in flavor:
         raise ValueError(f"{ref.label} was not logged as this project's pyfunc model; retrain it to predict with it")
-    return Predictor.load(
-        folder,
-        use_onnx=bool(cfg.get("use_onnx", False)) if use_onnx is None else use_onnx,
-        model_version=ref.label,
-        num_threads=num_threads,
-        max_length=int(cfg.get("max_length", 128)),
-        limits=Limits(int(cfg.get("max_chars", 2000)), int(cfg.get("max_batch", 1024))),
-    )
+    cfg = flavor.get("config") or {}  # the MLmodel key of log_model(model_config=...)
+    return predictor_from_config(folder, cfg, ref.label, use_onnx, num_threads)
