@@ -16,6 +16,7 @@ import os
 import shlex
 import sys
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ EPILOG = """first steps:
 
 `intent-mlops COMMAND --help` describes one command."""
 
-FLOW_COMMANDS = ("train", "retrain")
+FLOW_COMMANDS = ("train", "retrain", "predict")
 NO_PROJECT_COMMANDS = ("params",)
 USER_ERRORS = (
     ("intent_mlops.config.environment", "NotAProjectError"),
@@ -180,13 +181,10 @@ def _root(args: argparse.Namespace) -> Path:
 
 def _dispatch(args: argparse.Namespace, root: Path) -> int:
     if args.command in FLOW_COMMANDS:
+        _quiet_console(args.debug)
         return _run_flow(args, root, _preflight(args, root))
     if args.command in ("history", "rollback"):
         return _registry_command(args, root)
-    if args.command == "predict":
-        from flows.batch import run_batch
-
-        return run_batch(root, args)
     if args.command == "serve-model":
         return _serve_model(args, root)
     if args.command == "serve":
@@ -220,6 +218,7 @@ def _serve_model(args: argparse.Namespace, root: Path) -> int:
     from intent_mlops.inference.server import serve
     from intent_mlops.registry.tracking import connect
 
+    _quiet_console(args.debug)
     cfg = load_run_config(root)
     connect(cfg.mlflow, root)
     ref = resolve(cfg.mlflow.registered_model, args.alias, args.model_version)
@@ -266,23 +265,21 @@ class Plan:
 
     cfg: Any
     data_rev: str | None
-    commit: str | None  # the commit --data-rev names (None: the workspace)
+    commit: str | None  # the commit --data-rev / --rev names (None: the workspace)
+    model: Any = None  # predict: the registered version the alias or number resolved to
 
 
 def _preflight(args: argparse.Namespace, root: Path) -> Plan:
-    """Config, overrides and revision, checked in a second: no Prefect, no MLflow, no DVC yet."""
+    """Config, overrides, revision (and for ``predict`` the files and the model version), checked in
+    seconds: no Prefect, no DVC checkout yet."""
     from intent_mlops.config.params import load_run_config
 
+    if args.command == "predict":
+        return _preflight_predict(args, root, load_run_config(root))
     cfg = load_run_config(root, args.overrides)
     commit = None
     if args.data_rev not in (None, "", "workspace"):
-        from intent_mlops.data import versioning
-        from intent_mlops.data.io import DataError
-
-        try:
-            commit = versioning.resolve_revision(root, args.data_rev)
-        except DataError as exc:
-            raise DataError(f"--data-rev {args.data_rev}: {exc}") from None
+        commit = _resolve_revision(root, args.data_rev, "--data-rev")
     elif not (root / "data.dvc").exists():
         from intent_mlops.data.io import DataError
 
@@ -291,6 +288,37 @@ def _preflight(args: argparse.Namespace, root: Path) -> Plan:
             "`intent-mlops data import FILE` tracks yours"
         )
     return Plan(cfg=cfg, data_rev=args.data_rev, commit=commit)
+
+
+def _resolve_revision(root: Path, rev: str, option: str) -> str:
+    from intent_mlops.data import versioning
+    from intent_mlops.data.io import DataError
+
+    try:
+        return versioning.resolve_revision(root, rev)
+    except DataError as exc:
+        raise DataError(f"{option} {rev}: {exc}") from None
+
+
+def _preflight_predict(args: argparse.Namespace, root: Path, cfg: Any) -> Plan:
+    """``predict``: formats, the input file (or its revision) and the model version, before Prefect."""
+    from intent_mlops.data.io import DataError
+    from intent_mlops.inference.batch import file_format
+    from intent_mlops.inference.registered import resolve
+    from intent_mlops.registry.tracking import connect
+
+    commit = _resolve_revision(root, args.rev, "--rev") if args.rev else None
+    if commit is None:
+        source = Path(args.input)
+        if not source.is_file():
+            raise DataError(f"{args.input}: input file not found" + (" (it is a folder)" if source.is_dir() else ""))
+        if source.resolve() == Path(args.output).resolve():
+            raise DataError(f"{args.output}: the output must not overwrite the input file")
+    file_format(args.input)
+    file_format(args.output)
+    connect(cfg.mlflow, root)
+    model = resolve(cfg.mlflow.registered_model, args.alias, args.model_version)
+    return Plan(cfg=cfg, data_rev=args.rev, commit=commit, model=model)
 
 
 def _quiet_console(debug: bool) -> None:
@@ -373,18 +401,17 @@ def _run_flow(args: argparse.Namespace, root: Path, plan: Plan) -> int:
 
     interrupts.install()
     try:
-        _quiet_console(args.debug)
         data = f"commit {plan.commit[:10]} ({plan.data_rev})" if plan.commit else "the workspace (data.dvc)"
-        print(f"intent-mlops {args.command}: data of {data}; full logs in the Prefect flow run and the MLflow run")
-        from flows.retraining import run_retraining
-        from flows.training import run_training  # imports Prefect, which sets up its console handler
-
+        if args.command == "predict":
+            at = f" at {plan.data_rev}" if plan.commit else ""
+            print(f"intent-mlops predict: {args.input}{at} with {plan.model.label}; full logs in the Prefect flow run")
+        else:
+            print(f"intent-mlops {args.command}: data of {data}; full logs in the Prefect flow run and the MLflow run")
+        run = _flow_runner(args, root)  # imports Prefect, which sets up its console handler
         if not args.debug:
             _filter_console()
         interrupts.start_prefect_server(Path(os.environ["PREFECT_HOME"]) / "temporary-server.log")
-        if args.command == "train":
-            return run_training(root, args.data_rev, args.overrides)
-        return run_retraining(root, args.data_rev, args.force, args.overrides)
+        return run()
     except BaseException as exc:
         if not _is_stop(exc):
             raise
@@ -402,11 +429,28 @@ def _run_flow(args: argparse.Namespace, root: Path, plan: Plan) -> int:
         gc.freeze()
 
 
+def _flow_runner(args: argparse.Namespace, root: Path) -> Callable[[], int]:
+    if args.command == "predict":
+        from flows.batch import run_batch
+
+        return lambda: run_batch(root, args)
+    if args.command == "train":
+        from flows.training import run_training
+
+        return lambda: run_training(root, args.data_rev, args.overrides)
+    from flows.retraining import run_retraining
+
+    return lambda: run_retraining(root, args.data_rev, args.force, args.overrides)
+
+
 def _report_stop(args: argparse.Namespace, root: Path, plan: Plan, signum: int) -> None:
     """After Ctrl-C / SIGTERM: mark the MLflow run KILLED with the reason, say how to resume."""
     from flows import interrupts
 
     what = interrupts.describe(signum)
+    if args.command == "predict":
+        print(f"\nstopped by {what}: {args.output} not written (an earlier file there is unchanged)", file=sys.stderr)
+        return
     command = shlex.join(["intent-mlops", *sys.argv[1:]]) if sys.argv[1:] else "the same command"
     run_id, step = None, None
     try:

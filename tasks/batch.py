@@ -12,9 +12,11 @@ from intent_mlops.data.versioning import tracked_file
 from intent_mlops.inference import batch
 from intent_mlops.inference.registered import ModelRef, load_predictor, resolve
 from intent_mlops.registry import tracking
+from tasks.retry import retry_on_io_only
 
 
-@task(name="resolve-model-version", retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
+@task(name="resolve-model-version", retries=2, retry_delay_seconds=3, retry_condition_fn=retry_on_io_only,
+      cache_policy=NO_CACHE)  # fmt: skip
 def resolve_version(cfg: Config, root: str, alias: str | None, version: str | None) -> ModelRef:
     tracking.connect(cfg.mlflow, root)
     ref = resolve(cfg.mlflow.registered_model, alias, version)
@@ -22,7 +24,7 @@ def resolve_version(cfg: Config, root: str, alias: str | None, version: str | No
     return ref
 
 
-@task(name="fetch-input", retries=1, retry_delay_seconds=3, cache_policy=NO_CACHE)
+@task(name="fetch-input", retries=1, retry_delay_seconds=3, retry_condition_fn=retry_on_io_only, cache_policy=NO_CACHE)
 def fetch_input(root: str, input_path: str, rev: str | None) -> str:
     """The input file: as given, or (with ``rev``) the DVC/git-tracked path as that revision records it."""
     if not rev:

@@ -18,20 +18,7 @@ from intent_mlops.data import io as data_io
 from intent_mlops.data import validation, versioning
 from intent_mlops.data.split import SplitPaths, load_splits
 from intent_mlops.registry import tracking
-
-
-def retry_on_io_only(task: Any, task_run: Any, state: Any) -> bool:
-    """``retry_condition_fn``: retry what a second try can fix (a remote, the network, the tracking
-    store), not a verdict on the user's input, which fails at once with its message:
-    :class:`~intent_mlops.data.io.DataError` (an unknown revision, a revision without ``data.dvc``,
-    uncommitted changes in ``data/``) or :class:`~intent_mlops.data.validation.ValidationError`."""
-    exc = state.data if isinstance(state.data, BaseException) else None
-    if exc is None:
-        try:
-            exc = state.result(raise_on_failure=False)
-        except Exception:  # a result we cannot read: keep the retry policy
-            return True
-    return not isinstance(exc, (data_io.DataError, validation.ValidationError))
+from tasks.retry import retry_on_io_only
 
 
 @task(name="pull-data", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_io_only, cache_policy=NO_CACHE)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from intent_mlops.data.io import DataError
 from intent_mlops.inference.predictor import Predictor
 
 FORMATS = ("csv", "parquet")
@@ -65,20 +66,43 @@ def file_format(path: Path | str, given: str | None = None) -> str:
     fmt = (given or Path(path).suffix.lstrip(".")).lower()
     fmt = {"pq": "parquet", "parq": "parquet"}.get(fmt, fmt)
     if fmt not in FORMATS:
-        raise ValueError(f"{path}: cannot tell the format (expected .csv or .parquet, or pass the format)")
+        raise DataError(f"{path}: cannot tell the format (expected .csv or .parquet, or pass the format)")
     return fmt
 
 
 def read_chunks(path: Path | str, chunk_rows: int, fmt: str | None = None) -> tuple[Iterator[pd.DataFrame], int | None]:
-    """Chunks of the input as DataFrames, and the row count when the format knows it cheaply."""
-    path = Path(path)
-    if file_format(path, fmt) == "parquet":
-        import pyarrow.parquet as pq
+    """Chunks of the input as DataFrames, and the row count when the format knows it cheaply.
 
-        pf = pq.ParquetFile(path)
-        return (b.to_pandas() for b in pf.iter_batches(batch_size=chunk_rows)), pf.metadata.num_rows
-    reader = pd.read_csv(path, chunksize=chunk_rows, dtype=str, keep_default_na=False, na_filter=False)
-    return iter(reader), None
+    A file that cannot be parsed (bad Parquet, broken CSV quoting, non-UTF-8 bytes) is a
+    :class:`DataError` naming the file, when opened or at the chunk where it breaks."""
+    import pyarrow as pa
+
+    path = Path(path)
+    broken = (pa.ArrowException, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError)
+    try:
+        if file_format(path, fmt) == "parquet":
+            import pyarrow.parquet as pq
+
+            pf = pq.ParquetFile(path)
+            chunks: Iterator[pd.DataFrame] = (b.to_pandas() for b in pf.iter_batches(batch_size=chunk_rows))
+            total: int | None = pf.metadata.num_rows
+        else:
+            chunks = iter(pd.read_csv(path, chunksize=chunk_rows, dtype=str, keep_default_na=False, na_filter=False))
+            total = None
+    except broken as exc:
+        raise DataError(f"{path}: cannot be read as {file_format(path, fmt)}: {_short(exc)}") from exc
+
+    def checked() -> Iterator[pd.DataFrame]:
+        try:
+            yield from chunks
+        except broken as exc:
+            raise DataError(f"{path}: cannot be read as {file_format(path, fmt)}: {_short(exc)}") from exc
+
+    return checked(), total
+
+
+def _short(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]
 
 
 class _Writer:
@@ -166,9 +190,9 @@ def predict_file(
 
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.exists():
-        raise FileNotFoundError(f"{input_path}: input file not found")
+        raise DataError(f"{input_path}: input file not found")
     if input_path.resolve() == output_path.resolve():
-        raise ValueError("output must not overwrite the input file")
+        raise DataError(f"{output_path}: the output must not overwrite the input file")
     out_fmt = file_format(output_path, output_format)
     chunks, total = read_chunks(input_path, chunk_rows, input_format)
     output_path.parent.mkdir(parents=True, exist_ok=True)
@@ -180,18 +204,18 @@ def predict_file(
     try:
         for chunk in chunks:
             if text_column not in chunk.columns:
-                raise ValueError(f"{input_path}: no column {text_column!r} (columns: {list(chunk.columns)[:10]})")
+                raise DataError(f"{input_path}: no column {text_column!r} (columns: {list(chunk.columns)[:10]})")
             pred = predict_chunk(predictor, chunk[text_column].tolist(), top_k)
             clash = sorted(set(chunk.columns) & set(pred.columns))
             if clash:
-                raise ValueError(f"{input_path}: input columns {clash} clash with prediction columns; rename them")
+                raise DataError(f"{input_path}: input columns {clash} clash with prediction columns; rename them")
             writer.write(pd.concat([chunk.reset_index(drop=True), pred], axis=1))
             counts.update(pred["intent"].dropna().tolist())
             errors += int(pred["error"].notna().sum())
             rows += len(chunk)
             bar.update(len(chunk))
         if rows == 0:
-            raise ValueError(f"{input_path}: no rows to predict")
+            raise DataError(f"{input_path}: no rows to predict")
         writer.commit()
     except BaseException:
         writer.abort()

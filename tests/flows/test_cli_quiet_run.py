@@ -50,3 +50,24 @@ def test_train_prints_progress_and_summary_only(project: Path, tmp_path: Path) -
     assert any(m.startswith("MLflow run ") and m.endswith("(new)") for m in info), "task INFO logs kept in Prefect"
     assert any(m.startswith("registered intent-classifier version 1") for m in info)
     assert (home / "temporary-server.log").exists()
+
+    # `predict` gets the same console: the summary line, no Prefect INFO lines, no traceback
+    (tmp_path / "in.csv").write_text("text\nwhere is my order\nwhat is the boiling point of mercury\n")
+    (tmp_path / "wrong.csv").write_text("utterance\nhello\n")
+    predict = [sys.executable, "-m", "flows.cli", "--project", str(project), "predict", "--alias", "challenger"]
+    done = subprocess.run([*predict, str(tmp_path / "in.csv"), str(tmp_path / "out.csv")], env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    for noise in NOISE:
+        assert noise not in output, (noise, output[-3000:])
+    assert "wrote " in output and "2 rows with intent-classifier/1" in output, output
+    assert len([x for x in output.splitlines() if x.strip() and "predict in.csv" not in x]) <= 3, output
+    # an input problem found inside the flow: one line naming the file, exit 2, earlier output untouched
+    before = (tmp_path / "out.csv").read_bytes()
+    done = subprocess.run([*predict, str(tmp_path / "wrong.csv"), str(tmp_path / "out.csv")], env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and "| INFO" not in done.stdout + done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(f"error: {tmp_path / 'wrong.csv'}: no column 'text'")
+    assert (tmp_path / "out.csv").read_bytes() == before

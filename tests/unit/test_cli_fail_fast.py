@@ -101,15 +101,40 @@ def test_debug_shows_the_traceback(repo: Path, tmp_path: Path, where: str) -> No
     assert err.strip().splitlines()[-1] == "error: --set train.epochs=abc: expected int, got 'abc'"
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["missing.csv", "out.parquet"], "missing.csv: input file not found"),
+        ([".", "out.parquet"], "project: input file not found (it is a folder)"),
+        (["in.csv", "out.json"], "out.json: cannot tell the format"),
+        (["in.csv", "in.csv"], "in.csv: the output must not overwrite the input file"),
+        (["in.csv", "out.csv", "--rev", "nosuch"], "--rev nosuch: unknown git revision 'nosuch'"),
+        (["in.csv", "out.csv", "--alias", "nope"], "intent-classifier has no alias 'nope' (no aliases (train"),
+    ],
+)
+def test_predict_fails_fast_before_prefect(repo: Path, tmp_path: Path, args: list[str], expected: str) -> None:
+    """Issue 11 item 3 for ``predict``: files, revision and model version are checked before any flow."""
+    (repo / "in.csv").write_text("text\nwhere is my order\n")
+    home = tmp_path / "prefect-home"
+    paths = [str(repo / a) if a.endswith((".csv", ".parquet", ".json")) or a == "." else a for a in args]
+    rc, _, err, _ = cli("--project", str(repo), "predict", *paths, cwd=repo, prefect_home=home)
+    assert expected in one_line_error(rc, err, home)
+    assert not (repo / "out.parquet").exists() and not (repo / "out.csv").exists()
+
+
 def test_retries_on_io_but_not_on_a_bad_revision_or_a_failed_gate() -> None:
     from prefect.states import Failed
 
     from intent_mlops.data.io import DataError
     from intent_mlops.data.validation import ValidationError, ValidationReport
-    from tasks.data import pull_data, record_validation, retry_on_io_only
+    from intent_mlops.inference.registered import ModelNotFound
+    from tasks.batch import fetch_input, resolve_version
+    from tasks.data import pull_data, record_validation
+    from tasks.retry import retry_on_io_only
 
-    for task in (pull_data, record_validation):
-        assert task.retry_condition_fn is retry_on_io_only and task.retries == 2
+    for task in (pull_data, record_validation, resolve_version, fetch_input):
+        assert task.retry_condition_fn is retry_on_io_only and task.retries >= 1
+    assert retry_on_io_only(resolve_version, None, Failed(data=ModelNotFound("no alias 'x'"))) is False
     failed_gate = ValidationError(ValidationReport(name="raw", source="x.csv", evaluated=13, failures=[]))
     assert retry_on_io_only(pull_data, None, Failed(data=DataError("unknown git revision 'x'"))) is False
     assert retry_on_io_only(record_validation, None, Failed(data=failed_gate)) is False

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from intent_mlops.data.io import DataError
 from intent_mlops.inference.batch import predict_file
 from intent_mlops.inference.predictor import Predictor
 from intent_mlops.inference.validation import Limits
@@ -75,15 +76,21 @@ def test_failure_leaves_no_output_and_previous_output_intact(
 
 
 def test_bad_inputs(predictor: Predictor, tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(DataError, match="missing.csv: input file not found"):
         predict_file(predictor, tmp_path / "missing.csv", tmp_path / "o.csv", progress=False)
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(DataError, match="bad.parquet: cannot be read as parquet"):
+        predict_file(predictor, tmp_path / "bad.parquet", tmp_path / "o.csv", progress=False)
+    (tmp_path / "latin1.csv").write_bytes(b"text\n" + "caf\u00e9 ol\u00e9\n".encode("latin-1") * 3)
+    with pytest.raises(DataError, match="latin1.csv: cannot be read as csv"):
+        predict_file(predictor, tmp_path / "latin1.csv", tmp_path / "o.csv", progress=False)
     inp = tmp_path / "in.csv"
     pd.DataFrame({"utterance": ["hi"]}).to_csv(inp, index=False)
-    with pytest.raises(ValueError, match="no column 'text'"):
+    with pytest.raises(DataError, match="no column 'text'"):
         predict_file(predictor, inp, tmp_path / "o.csv", progress=False)
     pd.DataFrame({"text": ["hi"], "intent": ["x"]}).to_csv(inp, index=False)
-    with pytest.raises(ValueError, match="clash"):
+    with pytest.raises(DataError, match="clash"):
         predict_file(predictor, inp, tmp_path / "o.csv", progress=False)
-    with pytest.raises(ValueError, match="format"):
+    with pytest.raises(DataError, match="format"):
         predict_file(predictor, inp, tmp_path / "o.json", progress=False)
     assert not (tmp_path / "o.csv").exists()
