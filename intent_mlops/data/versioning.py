@@ -229,7 +229,7 @@ def _pull_workspace(root: Path) -> DataVersion:
             "run `intent-mlops data import FILE` (or `dvc add data`) first, or `dvc checkout data.dvc` to discard"
         )
     if status:
-        repo.pull(targets=[target])
+        _pull_checked(repo, root)
     return DataVersion(
         workdir=root,
         raw_csv=root / DATA_FILE,
@@ -237,6 +237,68 @@ def _pull_workspace(root: Path) -> DataVersion:
         rev=WORKSPACE,
         commit=git_commit(root),
     )
+
+
+def _pull_checked(repo: Any, work: Path) -> None:
+    """``dvc pull`` of ``data.dvc``, then every pulled file checked against the hash it records.
+
+    DVC re-hashes a changed cache file, but trusts what a remote sends (dvc#5978, dvc#9641): a
+    corrupted or replaced remote file reaches the workspace, and the cache under the good hash, and
+    would be trained on as the recorded data version. A file that is not what ``data.dvc`` records
+    is removed from the workspace and the cache (so a later pull fetches it again) and the run stops
+    naming it. A file that neither the cache nor the remote holds stops it the same way.
+    """
+    expected = dvc_file_md5(work / DATA_DVC)
+    try:
+        repo.pull(targets=[str(work / DATA_DVC)])
+    except Exception as exc:
+        missing = [name for name, md5 in _manifest(repo, expected).items() if is_missing_everywhere(work, md5)]
+        if missing or is_missing_everywhere(work, expected):
+            names = ", ".join(f"{DATA_DIR}/{name}" for name in missing) or DATA_DVC
+            raise DataError(
+                f"{work / DATA_DVC}: {names} is in neither the DVC cache nor the remote "
+                f"({dvc_error(exc)[:160]}); push it from a machine that has it, or track the data again"
+            ) from exc
+        raise  # the remote could not be asked: I/O, retried by the caller
+    folder = work / DATA_DIR
+    files = {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*")) if p.is_file()}
+    if dir_md5(files) == expected:
+        return
+    from intent_mlops.data.io import file_md5
+
+    manifest = _manifest(repo, expected)
+    for name, path in files.items():
+        got, want = file_md5(path), manifest.get(name)
+        if got == want:
+            continue
+        path.unlink()
+        cached = Path(repo.cache.local.oid_to_path(want)) if want else None
+        if cached is not None and cached.exists() and file_md5(cached) != want:
+            cached.chmod(0o644)
+            cached.unlink()
+        raise DataError(
+            f"{path}: content (md5 {got}) is not what {DATA_DVC} records ({want or 'no such file'}): the copy "
+            f"fetched from the DVC remote{_remote_file(repo, want)} is corrupted or was replaced; it was removed, "
+            "nothing was trained. Push a good copy (`dvc push` where the data is intact) and run again"
+        )
+    raise DataError(f"{folder}: files differ from what {DATA_DVC} records ({sorted(manifest)} expected)")
+
+
+def _remote_file(repo: Any, md5: str | None) -> str:
+    try:
+        return f" ({repo.cloud.get_remote_odb(None).oid_to_path(md5)})" if md5 else ""
+    except Exception:  # no default remote, or one that cannot say: the message stands without it
+        return ""
+
+
+def _manifest(repo: Any, dir_md5_: str) -> dict[str, str]:
+    """relpath -> md5 of a ``.dir`` object from the cache ({} when the cache does not hold it)."""
+    import json
+
+    path = Path(repo.cache.local.oid_to_path(dir_md5_))
+    if not dir_md5_.endswith(".dir") or not path.exists():
+        return {}
+    return {entry["relpath"]: entry["md5"] for entry in json.loads(path.read_text())}
 
 
 def _worktree(root: Path, sha: str, scratch: Path) -> Path:
@@ -282,7 +344,7 @@ def _pull_revision(root: Path, rev: str, scratch: Path) -> DataVersion:
     repo = _repo(work)
     target = str(work / DATA_DVC)
     if repo.status(targets=[target]):
-        repo.pull(targets=[target])
+        _pull_checked(repo, work)
     return DataVersion(
         workdir=work,
         raw_csv=work / DATA_FILE,

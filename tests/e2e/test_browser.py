@@ -1,8 +1,10 @@
 """The two UIs in a real browser (Debian's chromium driven by playwright), with `make serve`'s stack up.
 
 A person's path: the Prefect UI lists `train` and `retrain` (with its schedule), a train flow run
-shows its metrics artifact, a run started from the deployment's form completes, and the MLflow
-registry page of `intent-classifier` shows the `champion` alias and the version's model card.
+shows its metrics artifact, a retrain that needs approval pauses and a reviewer approves it in the
+run's form (the decision, toggle, name and comment end up in the version's tags and card), a run
+started from the deployment's form completes, and the MLflow registry page of `intent-classifier`
+shows the `champion` alias and the version's model card.
 Screenshots go to `test-output/browser/`.
 """
 
@@ -46,11 +48,11 @@ def served(project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str,
         stack.stop(project)
 
 
-def _run_deployment(name: str, parameters: dict[str, Any]) -> Any:
-    """Start a deployment run through the Prefect API and wait for its final state."""
+def _run_deployment(name: str, parameters: dict[str, Any], timeout: float = 600) -> Any:
+    """Start a deployment run through the Prefect API and wait for its final state (timeout 0: don't)."""
     from prefect.deployments import run_deployment
 
-    return run_deployment(name, parameters=parameters, timeout=600)
+    return run_deployment(name, parameters=parameters, timeout=timeout)
 
 
 def _wait_for_new_run(before: set[str], timeout: float = 600) -> Any:
@@ -78,8 +80,13 @@ def test_both_uis_in_a_browser(served: dict[str, str]) -> None:
 def _walk_both_uis(served: dict[str, str]) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    first = _run_deployment("train-intent-classifier/train", {})
+    # a champion that is easy to beat (one epoch at a tiny learning rate, crowned by a zero floor)
+    weak = ["train.epochs=1", "train.learning_rate=1e-05", "promotion.min_macro_f1=0.0"]
+    first = _run_deployment("train-intent-classifier/train", {"overrides": weak})
     assert first.state.is_completed(), first.state
+    # then a retrain that needs a person's approval: it trains while the browser looks around, then pauses
+    approval = {"force": True, "require_approval": True, "overrides": ["promotion.approval_timeout_seconds=600"]}
+    paused = _run_deployment("retrain-intent-classifier/retrain", approval, timeout=0)
     SHOTS.mkdir(parents=True, exist_ok=True)
     args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
             "--disable-component-update", "--disable-sync"]  # fmt: skip
@@ -103,6 +110,8 @@ def _walk_both_uis(served: dict[str, str]) -> None:
         expect(page.get_by_text("test_accuracy").first).to_be_visible()
         page.screenshot(path=str(SHOTS / "prefect-training-summary.png"), full_page=True)
 
+        _approve_in_the_form(page, served, paused.id)
+
         from prefect import get_client
 
         with get_client(sync_client=True) as c:
@@ -122,8 +131,52 @@ def _walk_both_uis(served: dict[str, str]) -> None:
         page.goto(f"{served['mlflow']}/#/models/intent-classifier")
         expect(page.get_by_text("champion").first).to_be_visible()
         page.screenshot(path=str(SHOTS / "mlflow-registered-model.png"), full_page=True)
+        page.goto(f"{served['mlflow']}/#/models/intent-classifier/versions/2")
+        expect(page.get_by_text("approved by rita").first).to_be_visible()
+        page.screenshot(path=str(SHOTS / "mlflow-approved-version.png"), full_page=True)
         page.goto(f"{served['mlflow']}/#/models/intent-classifier/versions/1")
         expect(page.get_by_text("Five weakest intents").first).to_be_visible()
         expect(page.get_by_text("champion").first).to_be_visible()
         page.screenshot(path=str(SHOTS / "mlflow-model-card.png"), full_page=True)
         browser.close()
+
+
+def _approve_in_the_form(page: Any, served: dict[str, str], run_id: Any) -> None:
+    """The retrain that needs a person's approval has paused; a reviewer approves it in the UI's form."""
+    import mlflow
+    from playwright.sync_api import expect
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+
+    # the retrain's training subflow decides, so that is the run that pauses (the parent stays Running)
+    flt = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["PAUSED"])))
+    deadline = time.monotonic() + 900
+    with get_client(sync_client=True) as c:
+        while not (paused := c.read_flow_runs(flow_run_filter=flt)):
+            state = c.read_flow_run(run_id).state
+            assert time.monotonic() < deadline and not (state and state.is_final()), state
+            time.sleep(3)
+    assert len(paused) == 1, paused
+    page.goto(f"{served['prefect']}/runs/flow-run/{paused[0].id}")
+    expect(page.get_by_text("Paused").first).to_be_visible()
+    page.get_by_role("button", name="Resume").first.click()
+    form = page.get_by_role("dialog")
+    expect(form.get_by_text("Promote this challenger to champion?")).to_be_visible()
+    expect(form.get_by_text("beats champion v1").first).to_be_visible()  # the decision is shown with the form
+    form.get_by_role("switch").or_(form.get_by_role("checkbox")).first.click()
+    form.locator("textarea").nth(0).fill("rita")  # Reviewer
+    form.locator("textarea").nth(1).fill("checked the weakest intents")  # Comment
+    page.screenshot(path=str(SHOTS / "prefect-approval-form.png"), full_page=True)
+    form.get_by_role("button", name="Submit").click()
+    deadline = time.monotonic() + 600
+    with get_client(sync_client=True) as c:
+        while not (state := c.read_flow_run(run_id).state) or not state.is_final():
+            assert time.monotonic() < deadline, state
+            time.sleep(3)
+    assert state.is_completed(), state
+    client = mlflow.MlflowClient(served["mlflow"], served["mlflow"])
+    model = client.get_registered_model("intent-classifier")
+    assert model.aliases.get("champion") == "2", model.aliases
+    tags = client.get_model_version("intent-classifier", "2").tags
+    assert tags["promotion.review"] == "approved" and tags["promotion.reviewer"] == "rita", tags
+    assert tags["promotion.review_comment"] == "checked the weakest intents"
