@@ -46,7 +46,8 @@ demo-retrain: data  ## a whole cycle: champion, next data batch added, retrain, 
 	$(BIN)/intent-mlops data add .intent-mlops/batches/batch-1.csv
 	$(BIN)/intent-mlops retrain
 	$(BIN)/intent-mlops history
-	@echo "The data version changed (data.dvc); undo with: git checkout HEAD -- data.dvc && .venv/bin/dvc checkout"
+	@echo "The data version changed (data.dvc and dvc.lock, staged); undo with:"
+	@echo "  git checkout HEAD -- data.dvc dvc.lock && .venv/bin/dvc checkout   (champion stays; see intent-mlops rollback)"
 
 PREFECT_PORT ?= 4200
 MLFLOW_PORT ?= 5000

@@ -303,7 +303,7 @@ def _resolve_revision(root: Path, rev: str, option: str) -> str:
 def _preflight_predict(args: argparse.Namespace, root: Path, cfg: Any) -> Plan:
     """``predict``: formats, the input file (or its revision) and the model version, before Prefect."""
     from intent_mlops.data.io import DataError
-    from intent_mlops.inference.batch import file_format
+    from intent_mlops.inference.batch import check_input, file_format
     from intent_mlops.inference.registered import resolve
     from intent_mlops.registry.tracking import connect
 
@@ -314,6 +314,7 @@ def _preflight_predict(args: argparse.Namespace, root: Path, cfg: Any) -> Plan:
             raise DataError(f"{args.input}: input file not found" + (" (it is a folder)" if source.is_dir() else ""))
         if source.resolve() == Path(args.output).resolve():
             raise DataError(f"{args.output}: the output must not overwrite the input file")
+        check_input(source)
     file_format(args.input)
     file_format(args.output)
     connect(cfg.mlflow, root)

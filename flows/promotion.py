@@ -19,7 +19,7 @@ from pydantic import Field
 from intent_mlops.config.params import Config
 from intent_mlops.data.versioning import Splits
 from intent_mlops.registry.models import RegisteredVersion
-from intent_mlops.registry.promotion import Decision, reviewed
+from intent_mlops.registry.promotion import Decision, headline, reviewed
 from tasks.promotion import (
     announce,
     compare_models,
@@ -108,7 +108,7 @@ def decide_and_promote(
     if decision.promoted and not outcome["moved"]:  # the champion moved meanwhile: the record now says refused
         decision = recorded_decision(registered) or decision
     create_markdown_artifact(
-        key="promotion-decision", markdown=decision.markdown(), description=f"{decision.decision}: {decision.reason}"
+        key="promotion-decision", markdown=decision.markdown(), description=headline(decision.decision, decision.reason)
     )
     announce(decision, registered, bool(outcome["moved"]))
     return {"decision": decision.decision, "reason": decision.reason, **outcome}

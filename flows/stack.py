@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from intent_mlops.config.environment import NotAProjectError, apply_defaults, project_root
-from intent_mlops.registry.tracking import tracking_uri
+from intent_mlops.config.params import load_config
+from intent_mlops.registry.tracking import connect, tracking_uri
 
 HOST = "127.0.0.1"  # loopback only: nothing here has authentication (team mode: docs/team.md)
 PID_FILE = ".intent-mlops/serve.json"
@@ -155,6 +156,8 @@ def start(root: Path, prefect_port: int, mlflow_port: int, timeout: float) -> in
                                             "--port", str(prefect_port)], ui_env, logs)  # fmt: skip
         started.append(prefect)
         uri = tracking_uri_for_server(root)
+        # tables and experiment made under the store's set-up lock, before the server opens the file
+        connect(load_config(root / "params.yaml").mlflow, root)
         mlflow_env = {**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         mlflow = _spawn("mlflow-server", [str(bindir / "mlflow"), "server", "--backend-store-uri", uri,
                                           "--default-artifact-root", (root / "mlruns" / "artifacts").as_uri(),
@@ -186,7 +189,6 @@ def start(root: Path, prefect_port: int, mlflow_port: int, timeout: float) -> in
 
 def tracking_uri_for_server(root: Path) -> str:
     """The embedded store the server fronts (``MLFLOW_TRACKING_URI`` when it is not a server URL)."""
-    from intent_mlops.config.params import load_config
 
     uri = tracking_uri(load_config(root / "params.yaml").mlflow, root)
     if uri.startswith("http"):

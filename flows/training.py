@@ -7,6 +7,7 @@ Ephemeral Prefect by default; set ``PREFECT_API_URL`` to run against a Prefect s
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from flows.parameters import (
 from flows.promotion import decide_and_promote
 from intent_mlops.config.environment import apply_defaults
 from intent_mlops.config.params import load_run_config
+from intent_mlops.registry.promotion import headline
 from tasks.card import model_card
 from tasks.data import gate_raw, gate_splits, prepare_splits, pull_data, record_validation
 from tasks.inference import calibrate_ood, export_onnx
@@ -128,14 +130,15 @@ def print_outcome(root: Path, out: dict[str, Any]) -> None:
             f"(tagged {tracking.DUPLICATE_OF_VERSION}={earlier})"
         )
     decision, reason = out["decision"]["decision"], out["decision"]["reason"]
-    print(f"decision: {reason}" if reason.startswith(decision) else f"decision: {decision}: {reason}")
+    print(f"decision: {headline(decision, reason)}")
     champion = out["aliases"].get("champion")
     print(f"champion is version {champion}" if champion else "there is no champion yet")
     print(f"MLflow run {out['run_id']}, data {out['data_md5']}, splits {out['splits_md5']}")
     uri = redact(tracking_uri(load_run_config(root).mlflow, root))
     print("\nOpen the UIs:")
     print(f"  MLflow:  make mlflow-ui   (mlflow ui --backend-store-uri {uri})")
-    print("  Prefect: make prefect-ui  (prefect server start --port 4200, same PREFECT_HOME)")
+    home = os.environ.get("PREFECT_HOME", "~/.prefect")
+    print(f"  Prefect: make prefect-ui  (PREFECT_HOME={home} prefect server start --port 4200)")
 
 
 def run_training(root: Path, data_rev: str | None, overrides: list[str]) -> int:

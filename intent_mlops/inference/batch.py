@@ -66,8 +66,22 @@ def file_format(path: Path | str, given: str | None = None) -> str:
     fmt = (given or Path(path).suffix.lstrip(".")).lower()
     fmt = {"pq": "parquet", "parq": "parquet"}.get(fmt, fmt)
     if fmt not in FORMATS:
-        raise DataError(f"{path}: cannot tell the format (expected .csv or .parquet, or pass the format)")
+        raise DataError(f"{path}: cannot tell the format from the name (expected a .csv or .parquet file)")
     return fmt
+
+
+def check_input(path: Path | str, text_column: str = "text", fmt: str | None = None) -> None:
+    """The file can be read and has ``text_column``: checked from its header or schema alone, so a
+    command can refuse a wrong file in a second, before any model or flow starts."""
+    chunks, _ = read_chunks(path, 1, fmt)
+    try:
+        first = next(chunks, None)
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+    if first is not None and text_column not in first.columns:
+        raise DataError(f"{path}: no column {text_column!r} (columns: {list(first.columns)[:10]})")
 
 
 def read_chunks(path: Path | str, chunk_rows: int, fmt: str | None = None) -> tuple[Iterator[pd.DataFrame], int | None]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from intent_mlops.config.params import Config
 from intent_mlops.config.redact import redact, redact_mapping
+from intent_mlops.registry.promotion import headline
 
 
 @dataclass
@@ -85,7 +86,8 @@ def _decision_lines(d: dict[str, Any]) -> str:
     if not d:
         return "No decision recorded yet."
     champ = f"v{d['champion_version']}" if d.get("champion_version") else "none"
-    out = [f"**{d['decision']}** against champion {champ}: {d.get('reason', '')}", ""]
+    reason = headline(d["decision"], d.get("reason", "")).removeprefix(f"{d['decision']}:").strip()
+    out = [f"**{d['decision']}** against champion {champ}: {reason}", ""]
     if d.get("gain") is not None:
         out.append(
             f"- macro-F1 gain {d['gain']:+.4f} (champion {d['champion_macro_f1']:.4f}, challenger "

@@ -9,11 +9,17 @@ calibration tags are copied onto the version.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from intent_mlops.config.params import ServingConfig
 from intent_mlops.config.redact import redact_mapping
+
+log = logging.getLogger(__name__)
 
 CHAMPION, CHALLENGER, PREVIOUS_CHAMPION = "champion", "challenger", "previous-champion"
 
@@ -50,13 +56,35 @@ def log_and_register(
     """
     import mlflow
 
-    from intent_mlops.inference.pyfunc import log_pyfunc
-
     serving = serving or ServingConfig()
     run = mlflow.active_run()
     if run is None:
         raise RuntimeError("log_and_register needs an active MLflow run")
-    info = log_pyfunc(
+    said = io.StringIO()
+    # MLflow prints "Successfully registered model ..." / "Created version ..." to stderr (eprint):
+    # the run's console shows this project's summary instead; the lines go to the log
+    try:
+        with contextlib.redirect_stderr(said):
+            info = _log(model_dir, input_example, registered_model, serving, max_length)
+    finally:
+        for line in said.getvalue().splitlines():
+            if line.strip():
+                log.info("%s", line.strip())
+    client = mlflow.MlflowClient()
+    version = str(info.registered_model_version)
+    config = (info.flavors.get("python_function") or {}).get("config") or {}  # MLmodel key of model_config
+    all_tags = {**tags, **serving_tags(model_dir, str(config.get("backend", "unknown")))}
+    for key, value in redact_mapping(all_tags).items():
+        client.set_model_version_tag(registered_model, version, key, value)
+    return RegisteredVersion(registered_model, version, run.info.run_id, info.model_uri)
+
+
+def _log(
+    model_dir: Path | str, input_example: list[str], registered_model: str, serving: ServingConfig, max_length: int
+) -> Any:
+    from intent_mlops.inference.pyfunc import log_pyfunc
+
+    return log_pyfunc(
         model_dir,
         "model",
         input_example=input_example,
@@ -66,13 +94,6 @@ def log_and_register(
         max_length=max_length,
         extra_config={"max_chars": serving.max_chars, "max_batch": serving.max_batch},
     )
-    client = mlflow.MlflowClient()
-    version = str(info.registered_model_version)
-    config = (info.flavors.get("python_function") or {}).get("config") or {}  # MLmodel key of model_config
-    all_tags = {**tags, **serving_tags(model_dir, str(config.get("backend", "unknown")))}
-    for key, value in redact_mapping(all_tags).items():
-        client.set_model_version_tag(registered_model, version, key, value)
-    return RegisteredVersion(registered_model, version, run.info.run_id, info.model_uri)
 
 
 def aliases(name: str) -> dict[str, str]:

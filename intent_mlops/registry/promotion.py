@@ -330,6 +330,11 @@ class Decision:
         return "\n".join(lines) + "\n"
 
 
+def headline(decision: str, reason: str) -> str:
+    """``"promoted: ..."`` once: a policy's reason already starts with its verdict, a review's may not."""
+    return reason if reason.startswith(f"{decision}:") else f"{decision}: {reason}"
+
+
 def _num(x: float | None) -> str:
     return "none" if x is None else f"{x:.4f}"
 

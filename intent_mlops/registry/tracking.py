@@ -8,6 +8,7 @@ explicit run id, so Prefect tasks in any thread log into the same run.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -43,26 +44,42 @@ def default_artifact_location(uri: str, root: Path | str) -> str | None:
 
 
 def connect(cfg: MlflowConfig, root: Path | str) -> str:
-    """Point MLflow at the store and make sure the experiment exists; returns its id."""
+    """Point MLflow at the store and make sure the experiment exists; returns its id.
+
+    On the embedded SQLite store the first connection of each process creates or migrates the
+    tables and maybe the experiment: processes that start together on a fresh project (a training
+    run, a batch, ``make serve``'s MLflow server) raced there ("duplicate column name", a second
+    experiment create failing), so that part runs under a lock file beside the database.
+    """
     import mlflow
 
     uri = tracking_uri(cfg, root)
-    exported = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    # MLflow also exports the URI to the environment; restore the user's values so that the next
-    # project served by this process (a worker, a test session) resolves its own store.
-    for key, value in exported.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    exp = mlflow.get_experiment_by_name(cfg.experiment)
-    if exp is not None:
-        return str(exp.experiment_id)
-    # MLflow 3's UI opens an untagged experiment in GenAI mode ("Traces 0"), hiding the runs
-    kind = {"mlflow.experimentKind": "finetuning"}
-    return str(mlflow.create_experiment(cfg.experiment, default_artifact_location(uri, root), tags=kind))
+    with _store_lock(uri):
+        exported = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        # MLflow also exports the URI to the environment; restore the user's values so that the next
+        # project served by this process (a worker, a test session) resolves its own store.
+        for key, value in exported.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        exp = mlflow.get_experiment_by_name(cfg.experiment)
+        if exp is not None:
+            return str(exp.experiment_id)
+        # MLflow 3's UI opens an untagged experiment in GenAI mode ("Traces 0"), hiding the runs
+        kind = {"mlflow.experimentKind": "finetuning"}
+        return str(mlflow.create_experiment(cfg.experiment, default_artifact_location(uri, root), tags=kind))
+
+
+def _store_lock(uri: str) -> Any:
+    """An inter-process lock for a SQLite store's set-up (a no-op for a server or another database)."""
+    if not uri.startswith("sqlite:///"):
+        return contextlib.nullcontext()
+    from filelock import FileLock
+
+    return FileLock(uri.removeprefix("sqlite:///") + ".setup.lock", timeout=300)
 
 
 def resume_key(params_md5: str, data_md5: str, data_rev: str) -> str:

@@ -255,7 +255,11 @@ def _end_epoch(run: _Run, bar: Any) -> None:
     entry = {"epoch": float(state.epoch + 1), "step": float(state.global_step), **dev.metrics("dev")}
     state.history.append(entry)
     if run.log_metrics and dist.main:
-        run.log_metrics({k: v for k, v in entry.items() if k.startswith("dev_")}, state.global_step)
+        # the learning curve is `epoch_dev_*`: `dev_*` / `test_*` are the final evaluation of the model
+        # that gets registered (the best epoch's weights). One name for both showed MLflow's "latest"
+        # value, the last epoch's, on the run page and in the model card.
+        curve = {f"epoch_{k}": v for k, v in entry.items() if k.startswith("dev_")}
+        run.log_metrics(curve, state.global_step)
     if gain:
         state.best_dev_macro_f1, state.best_epoch, state.epochs_without_gain = dev.macro_f1, state.epoch + 1, 0
     else:

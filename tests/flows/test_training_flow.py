@@ -83,7 +83,10 @@ def test_flow_trains_registers_and_tags_lineage(project: Path, monkeypatch: pyte
     assert run.info.status == "FINISHED"
     assert {k: run.data.tags[k] for k in expected} == expected
     assert run.data.params["train.epochs"] == "10"
-    assert [m.step for m in client.get_metric_history(out["run_id"], "dev_macro_f1")] != []
+    assert [m.step for m in client.get_metric_history(out["run_id"], "epoch_dev_macro_f1")] != [], "learning curve"
+    final = client.get_metric_history(out["run_id"], "dev_macro_f1")
+    assert len(final) == 1 and final[0].value == pytest.approx(out["metrics"]["dev_macro_f1"]), "one final value"
+    assert f"{out['metrics']['dev_macro_f1']:.4f}" in card, "the card shows the registered model's dev macro-F1"
     assert {"dev_confusion_matrix.png", "test_confusion_matrix.png", "test_report.json", "dev_per_intent.md"} <= (
         _artifacts(client, out["run_id"], "evaluation")
     )

@@ -108,6 +108,7 @@ def test_debug_shows_the_traceback(repo: Path, tmp_path: Path, where: str) -> No
         ([".", "out.parquet"], "project: input file not found (it is a folder)"),
         (["in.csv", "out.json"], "out.json: cannot tell the format"),
         (["in.csv", "in.csv"], "in.csv: the output must not overwrite the input file"),
+        (["notext.csv", "out.csv"], "notext.csv: no column 'text' (columns: ['utterance'])"),
         (["in.csv", "out.csv", "--rev", "nosuch"], "--rev nosuch: unknown git revision 'nosuch'"),
         (["in.csv", "out.csv", "--alias", "nope"], "intent-classifier has no alias 'nope' (no aliases (train"),
     ],
@@ -115,6 +116,7 @@ def test_debug_shows_the_traceback(repo: Path, tmp_path: Path, where: str) -> No
 def test_predict_fails_fast_before_prefect(repo: Path, tmp_path: Path, args: list[str], expected: str) -> None:
     """Issue 11 item 3 for ``predict``: files, revision and model version are checked before any flow."""
     (repo / "in.csv").write_text("text\nwhere is my order\n")
+    (repo / "notext.csv").write_text("utterance\nwhere is my order\n")
     home = tmp_path / "prefect-home"
     paths = [str(repo / a) if a.endswith((".csv", ".parquet", ".json")) or a == "." else a for a in args]
     rc, _, err, _ = cli("--project", str(repo), "predict", *paths, cwd=repo, prefect_home=home)
