@@ -81,6 +81,7 @@ class Team:
     logs: Path
     stack: contextlib.ExitStack
     services: list[Service] = field(default_factory=list)
+    databases: dict[str, str] = field(default_factory=dict)  # role -> PostgreSQL database name
 
     def prefect_env(self, **more: str) -> dict[str, str]:
         """What a client of the Prefect server sets (a person's laptop, CI, the worker)."""
@@ -142,6 +143,7 @@ def team(tmp_path: Path) -> Iterator[Team]:
             stack=stack,
         )
         t.root.mkdir()
+        t.databases = dict(dbs)
         pport, mport = free_port(), free_port()
         t.prefect_api, t.mlflow = f"http://127.0.0.1:{pport}/api", f"http://127.0.0.1:{mport}"
 
@@ -375,6 +377,51 @@ def test_team_mode_deploy_train_and_review(
     for what, text in written.items():
         for name, value in secrets_.items():
             assert value not in text, f"{name} appears in {what}"
+
+    # two retrains triggered at once through the deployment: one runs, the other is cancelled, with why
+    with temporary_settings({PREFECT_API_URL: t.prefect_api, PREFECT_API_AUTH_STRING: t.prefect_auth}):
+        runs = asyncio.run(_two_retrains_at_once(worker))
+    states = sorted((r.state.type.value, r.state.message or "") for r in runs)
+    assert [s for s, _ in states] == ["CANCELLED", "COMPLETED"], states
+    assert "concurrency" in states[0][1].lower(), f"the cancelled run says why: {states[0]}"
+    assert "skipped" in states[1][1], f"same data and params as the champion: skipped ({states[1]})"
+
+    # canary search: no credential anywhere the team's stores and logs keep, read from the storage itself
+    _assert_no_secret_stored(t, checkout, secrets_)
+
+
+async def _two_retrains_at_once(worker: Service) -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import arun_deployment
+
+    params = {"overrides": [f"train.epochs={EPOCHS}"]}  # the champion's params: a skip, not a training
+    started = [await arun_deployment(RETRAIN, parameters=params, timeout=0, as_subflow=False) for _ in range(2)]
+    deadline = time.monotonic() + FLOW_RUN_S
+    async with get_client() as client:
+        while True:
+            runs = [await client.read_flow_run(r.id) for r in started]
+            if all(r.state is not None and r.state.is_final() for r in runs):
+                return runs
+            assert worker.alive() and time.monotonic() < deadline, [r.state for r in runs]
+            await asyncio.sleep(2)
+
+
+def _assert_no_secret_stored(t: Team, checkout: Path, secrets_: dict[str, str]) -> None:
+    """Dump each PostgreSQL database (Prefect's, MLflow's, MLflow's users) and read every file the
+    servers, the worker and the runs wrote: no password or auth string in plain text."""
+    places: dict[str, str] = {}
+    for role, db in t.databases.items():
+        dump = run(["pg_dump", "--no-owner", "-h", "127.0.0.1", "-U", "postgres", db], clean_env(), timeout=120)
+        assert "CREATE TABLE" in dump, dump[-500:]
+        places[f"PostgreSQL database of {role}"] = dump
+    for folder in (t.artifacts, t.logs, checkout / "mlruns", checkout / ".intent-mlops", t.root):
+        for f in folder.rglob("*") if folder.exists() else []:
+            if f.is_file() and f.stat().st_size < 20_000_000 and f.name != "basic_auth.ini":
+                places[str(f)] = f.read_bytes().decode(errors="replace")
+    assert len(places) > 20, sorted(places)
+    for where, text in places.items():
+        for name, value in secrets_.items():
+            assert value not in text, f"{name} appears in {where}"
 
 
 def test_mlflow_auth_refuses_to_start_with_no_or_the_legacy_admin_password(tmp_path: Path) -> None:
