@@ -539,7 +539,7 @@ def test_approval_timeout_counts_as_refused_and_the_run_finishes() -> None:
     assert "no approval within 2 s" in reason
 
 
-@pytest.mark.parametrize("failpoint", ["after-register", "after-record"])
+@pytest.mark.parametrize("failpoint", ["after-register", "after-record", "after-promote"])
 def test_sigkill_between_register_and_promote_recovers_on_rerun(proj: Path, failpoint: str) -> None:
     from prefect.settings import PREFECT_API_URL
 
@@ -555,7 +555,10 @@ def test_sigkill_between_register_and_promote_recovers_on_rerun(proj: Path, fail
     assert crashed.returncode == -9, crashed.stdout[-3000:] + crashed.stderr[-3000:]
     client = _client(proj)
     assert _versions(client) == ["1"]
-    assert CHAMPION not in _aliases(client), "killed before the alias move"
+    if failpoint == "after-promote":
+        assert _aliases(client)[CHAMPION] == "1", "killed right after the alias move"
+    else:
+        assert CHAMPION not in _aliases(client), "killed before the alias move"
     before = _tags(client, "1")
     if failpoint == "after-register":
         assert "promotion.decision" not in before
@@ -573,7 +576,7 @@ def test_sigkill_between_register_and_promote_recovers_on_rerun(proj: Path, fail
     assert run.info.status == "FINISHED" and run.data.tags["intent-mlops.stage"] == "complete"
     after = _tags(client, "1")
     assert after["promotion.decision"] == "promoted"
-    if failpoint == "after-record":  # applied, not decided again
+    if failpoint in ("after-record", "after-promote"):  # applied, not decided again
         for key in ("promotion.time", "prefect.flow_run_id", "promotion.reason"):
             assert after[key] == before[key], key
         assert _report(client, "1") == report_before
