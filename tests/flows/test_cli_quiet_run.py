@@ -7,6 +7,7 @@ the epoch lines and the summary, while the Prefect flow run keeps every INFO lin
 from __future__ import annotations
 
 import os
+import secrets
 import sqlite3
 import subprocess
 import sys
@@ -31,7 +32,10 @@ def test_train_prints_progress_and_summary_only(project: Path, tmp_path: Path) -
         sys.executable, "-m", "flows.cli", "--project", str(project), "train", "--data-rev", "HEAD",
         "--set", "train.epochs=2", "--set", "train.progress=true",
     ]  # fmt: skip
-    env = {**os.environ, "PREFECT_HOME": str(home)}
+    # issue 15 item 6: canary secrets in the environment must not reach any store or log
+    canary = "canary-" + secrets.token_hex(8)
+    planted = {"AWS_SECRET_ACCESS_KEY": canary, "HF_TOKEN": canary, "DATABASE_PASSWORD": canary}
+    env = {**os.environ, "PREFECT_HOME": str(home), **planted}
     done = subprocess.run(cmd, env=env, capture_output=True, timeout=900)  # bytes: keep the bars' \r
     output = (done.stdout + done.stderr).decode()
     assert done.returncode == 0, output[-3000:]
@@ -72,3 +76,10 @@ def test_train_prints_progress_and_summary_only(project: Path, tmp_path: Path) -
     assert "Traceback" not in done.stderr and "| INFO" not in done.stdout + done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith(f"error: {tmp_path / 'wrong.csv'}: no rows to predict")
     assert (tmp_path / "out.csv").read_bytes() == before
+
+    # nothing the run, the batch and Prefect wrote holds the canary: databases, artifacts, logs, caches
+    stores = [project / "mlruns", project / ".intent-mlops", home]
+    files = [f for folder in stores for f in folder.rglob("*") if f.is_file()]
+    assert len(files) > 20 and any(f.name == "prefect.db" for f in files) and any(f.name == "mlflow.db" for f in files)
+    leaked = [str(f) for f in files if canary.encode() in f.read_bytes()]
+    assert not leaked, f"the canary secret was written to {leaked}"

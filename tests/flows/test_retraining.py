@@ -320,7 +320,8 @@ def test_v2_on_new_data_is_decided_with_every_criterion_recorded(proj: Path) -> 
     markdown = mlflow.artifacts.load_text(f"runs:/{run_id}/promotion/decision.md")
     assert all(name in markdown for name in CRITERIA) and f"{overlap} excluded" in markdown
     card = client.get_model_version(MODEL, "2").description  # the model card, with the decision in it
-    assert card and "## Promotion" in card and tags["promotion.reason"] in card
+    verdict, why = tags["promotion.reason"].split(": ", 1)
+    assert card and "## Promotion" in card and f"**{verdict}** against champion v1: {why}" in card
     assert all(f"| {name} |" in card for name in CRITERIA) and f"excluded (champion trained on them): {overlap}" in card
     decided_in = UUID(tags["prefect.flow_run_id"])
     assert [c.id for c in _child_flow_runs(_flow_run_id(state))] == [decided_in]

@@ -122,6 +122,13 @@ def test_flow_trains_registers_and_tags_lineage(project: Path, monkeypatch: pyte
     assert stored == load_run_config(project).mlflow.input_example
     assert not set(stored) & set(read_csv(project / "splits" / "dev.csv")["text"]), "no dev utterance stored"
     assert list((project / ".intent-mlops" / "runs").glob("*/checkpoint")) == [], "work dir cleaned"
+    # issue 15 item 6: the registered model holds its weights only as safetensors / ONNX, nothing pickled
+    from intent_mlops.model.loading import PICKLE_SUFFIXES
+
+    logged = [f for f in champion_dir(project).rglob("*") if f.is_file()]
+    assert not [f.name for f in logged if f.suffix in PICKLE_SUFFIXES], "no pickle-format file registered"
+    assert any(f.suffix == ".safetensors" for f in logged) and any(f.suffix == ".onnx" for f in logged)
+    assert not [f.name for f in logged if f.stat().st_size > 1_000_000 and f.suffix not in (".safetensors", ".onnx")]
 
     # New data lands and is committed; training on the *old* revision pulls exactly v1's data.
     rows = read_csv(project / versioning.DATA_FILE)
