@@ -147,6 +147,14 @@ def main(argv: list[str] | None = None) -> int:
         print("\nstopped by Ctrl-C", file=sys.stderr)
         return 130
     except Exception as exc:
+        server = _unreachable_server(exc)
+        if server is not None and not args.debug:
+            print(
+                f"error: the MLflow tracking server {server} does not answer; the run stays resumable: "
+                "start the server, then rerun the same command",
+                file=sys.stderr,
+            )
+            return 1
         if not _is_user_error(exc):
             raise
         if args.debug:
@@ -164,6 +172,22 @@ def _is_user_error(exc: BaseException) -> bool:
         if cls is not None and isinstance(exc, cls):
             return True
     return False
+
+
+def _unreachable_server(exc: BaseException | None) -> str | None:
+    """The tracking server's URL when ``exc`` (or what caused it) is MLflow giving up on a server that
+    refuses or drops connections (a fault of the environment, not of this run: no traceback)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        text = str(exc)
+        if "API request to" in text and ("Max retries exceeded" in text or "Connection refused" in text):
+            from intent_mlops.config.redact import redact
+
+            mlflow = sys.modules.get("mlflow")
+            uri = mlflow.get_tracking_uri() if mlflow is not None else os.environ.get("MLFLOW_TRACKING_URI", "")
+            return redact(str(uri))
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
 
 
 def _root(args: argparse.Namespace) -> Path:
@@ -366,7 +390,7 @@ class _HideUserErrorTracebacks:
 
     def filter(self, record: Any) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if exc is not None and _is_user_error(exc):
+        if exc is not None and (_is_user_error(exc) or _unreachable_server(exc) is not None):
             return False
         from flows import interrupts
 

@@ -50,6 +50,12 @@ def apply_defaults(root: Path | str) -> dict[str, str]:
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
         "PREFECT_UI_ENABLED": "true",
         "MLFLOW_DISABLE_TELEMETRY": "true",
+        # MLflow's client retries a failed request 7 times with backoff factor 2 and a 120 s timeout:
+        # about 4 minutes per call, for every call of a flow, when a tracking server is down. These
+        # give up in about 20 s; the tasks' own retries cover a server that is only restarting.
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "4",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
         "DVC_NO_ANALYTICS": "1",
         "DVC_SITE_CACHE_DIR": str(root / ".dvc" / "tmp" / "site-cache"),
         "DVC_GLOBAL_CONFIG_DIR": str(root / ".dvc" / "tmp" / "global-config"),

@@ -164,3 +164,39 @@ def test_unsafe_model_is_a_user_error() -> None:
 
     assert _is_user_error(UnsafeModelError("model/: refusing pickle-format files"))
     assert not _is_user_error(RuntimeError("a bug"))
+
+
+def test_an_unreachable_tracking_server_is_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 15 item 3: MLflow giving up on a dead server is a fault of the environment: one line naming
+    the server (credentials masked), exit 1, no traceback; any other MLflow error keeps its traceback."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from flows import cli as cli_module
+
+    mlflow.set_tracking_uri("http://worker:s3cret@127.0.0.1:9")
+    dead = MlflowException(
+        "API request to http://127.0.0.1:9/api/2.0/mlflow/runs/log-batch failed with exception "
+        "HTTPConnectionPool(host='127.0.0.1', port=9): Max retries exceeded with url: ... Connection refused"
+    )
+
+    def fail(args: object, root: Path) -> int:
+        try:
+            raise dead
+        except MlflowException as exc:
+            raise RuntimeError("Finished in state Failed") from exc
+
+    monkeypatch.setattr(cli_module, "_dispatch", fail)
+    assert cli_module.main(["--project", str(REPO), "history"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: the MLflow tracking server http://***@127.0.0.1:9 does not answer"), err
+    assert "s3cret" not in err and "Traceback" not in err
+
+    def bug(args: object, root: Path) -> int:
+        raise MlflowException("RESOURCE_DOES_NOT_EXIST: something else")
+
+    monkeypatch.setattr(cli_module, "_dispatch", bug)
+    with pytest.raises(MlflowException):
+        cli_module.main(["--project", str(REPO), "history"])
