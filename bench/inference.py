@@ -249,6 +249,50 @@ def cmd_ood(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ood_data(args: argparse.Namespace) -> int:
+    """A model's stored calibration on a labelled test CSV that has ``oos`` rows (the default data set),
+    next to plain max softmax at the same in-scope accuracy (the model's ``oos`` class rejects for both)."""
+    from transformers import AutoConfig
+
+    from intent_mlops.data.io import read_csv
+    from intent_mlops.inference import ood
+    from intent_mlops.inference.calibrate import _class_ids
+    from intent_mlops.model.labels import OOS_DATA, OOS_PREDICTED
+
+    config = AutoConfig.from_pretrained(args.model_dir)
+    names = [config.id2label[i] for i in range(len(config.id2label))]
+    calib = ood.OodCalibration.load(args.model_dir)
+    if calib is None:
+        print(f"{args.model_dir}: no ood.json (a model from the training flow has one)", file=sys.stderr)
+        return 2
+    test = read_csv(args.test)
+    labels = test["label"].tolist()
+    enc = encode(args.model_dir, test["text"].tolist(), args.threads)
+    logits, y = enc["logits"], _class_ids(labels, names)
+    true_oos = np.array([lab == OOS_DATA for lab in labels])
+    argmax = logits.argmax(1)
+    argmax_oos = argmax == names.index(OOS_PREDICTED) if OOS_PREDICTED in names else np.zeros(len(labels), bool)
+    correct = argmax == y
+    s = calib.scores(logits, enc[calib.pooling])
+    m = ood.ood_metrics(true_oos, calib.rejects(s) | argmax_oos, correct, s, argmax_oos)
+    msp = ood.max_softmax(logits)
+    _, msp_recall = ood.oos_recall_at_in_scope_accuracy(msp, correct, true_oos, m.in_scope_accuracy, argmax_oos)
+    command = "python bench/inference.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    print(f"{dt.date.today().isoformat()}, `{command}`\n")
+    print(f"{args.test}: {m.n_in_scope} in-scope + {m.n_oos} oos rows; model classes {len(names)} "
+          f"({'with' if OOS_PREDICTED in names else 'without'} an oos class); stored score {calib.score} "
+          f"({calib.pooling}), threshold {calib.threshold:.4f}\n")  # fmt: skip
+    print("| rule | in-scope accuracy % | oos recall % | oos precision % | AUROC |")
+    print("|---|---:|---:|---:|---:|")
+    print(f"| unthresholded (oos class only) | {100 * m.in_scope_accuracy_unthresholded:.2f} | "
+          f"{100 * float(argmax_oos[true_oos].mean()):.2f} | | |")  # fmt: skip
+    print(f"| stored calibration ({calib.score}) | {100 * m.in_scope_accuracy:.2f} | {100 * m.oos_recall:.2f} | "
+          f"{100 * m.oos_precision:.2f} | {m.auroc:.4f} |")  # fmt: skip
+    print(f"| max softmax at the same in-scope accuracy | {100 * m.in_scope_accuracy:.2f} | {100 * msp_recall:.2f} | "
+          f"| {ood.auroc(-msp[true_oos], -msp[~true_oos]):.4f} |")  # fmt: skip
+    return 0
+
+
 # --------------------------------------------------------------------------------------------- speed
 
 VARIANTS = {
@@ -480,6 +524,10 @@ def main() -> int:
     o.add_argument("--json", type=Path, default=None)
     o.add_argument("--cache", type=Path, default=None, help="npz of the encodings: reused when it exists")
     o.add_argument("--save-calibration", action="store_true", help="write the dev-chosen calibration to the model")
+    od = sub.add_parser("ood-data", help="a trained model's stored out-of-scope rule on a test CSV with oos rows")
+    od.add_argument("--model-dir", type=Path, required=True, help="the model folder (config.json, ood.json)")
+    od.add_argument("--test", type=Path, required=True, help="text,label CSV with `oos` rows, e.g. splits/test.csv")
+    od.add_argument("--threads", type=int, default=2)
     sp = sub.add_parser("speed", help="(a)-(d) side by side on BANKING77 test rows")
     sp.add_argument("--model-dir", type=Path, required=True)
     sp.add_argument("--rows", type=int, default=0, help="test rows (0: all 3,080)")
@@ -510,7 +558,10 @@ def main() -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    commands = {"train": cmd_train, "ood": cmd_ood, "speed": cmd_speed, "batch": cmd_batch, "_variant": run_variant}
+    commands = {
+        "train": cmd_train, "ood": cmd_ood, "ood-data": cmd_ood_data, "speed": cmd_speed, "batch": cmd_batch,
+        "_variant": run_variant,
+    }  # fmt: skip
     return commands[args.cmd](args)
 
 

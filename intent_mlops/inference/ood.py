@@ -282,11 +282,18 @@ def ood_metrics(
 
 
 def oos_recall_at_in_scope_accuracy(
-    scores: np.ndarray, correct: np.ndarray, true_is_oos: np.ndarray, in_scope_accuracy: float
+    scores: np.ndarray,
+    correct: np.ndarray,
+    true_is_oos: np.ndarray,
+    in_scope_accuracy: float,
+    argmax_is_oos: np.ndarray | None = None,
 ) -> tuple[float, float]:
     """(threshold, out-of-scope recall) of the highest threshold whose in-scope accuracy still reaches
-    ``in_scope_accuracy``: a score compared with another at the same in-scope operating point."""
+    ``in_scope_accuracy``: a score compared with another at the same in-scope operating point.
+    ``argmax_is_oos``: rows the model's own ``oos`` class already rejects (counted as rejected)."""
     s, c, t = np.asarray(scores, float), np.asarray(correct, bool), np.asarray(true_is_oos, bool)
+    a = np.zeros_like(t) if argmax_is_oos is None else np.asarray(argmax_is_oos, dtype=bool)
+    c = c & ~a
     right = np.sort(s[c & ~t])[::-1]
     need = math.ceil(in_scope_accuracy * int((~t).sum()) - 1e-9)
     if need <= 0:
@@ -295,7 +302,7 @@ def oos_recall_at_in_scope_accuracy(
         thr = float(-np.inf)
     else:
         thr = float(right[need - 1])
-    return thr, float((s[t] < thr).mean()) if t.any() else float("nan")
+    return thr, float(((s < thr) | a)[t].mean()) if t.any() else float("nan")
 
 
 # ---------------------------------------------------------------- stored calibration

@@ -130,6 +130,10 @@ def test_ood_metrics() -> None:
     assert m.auroc == pytest.approx(ood.auroc(-scores[true_oos], -scores[~true_oos]))
     thr, rec = ood.oos_recall_at_in_scope_accuracy(scores, correct, true_oos, 0.5)
     assert thr == pytest.approx(0.8) and rec == pytest.approx(1.0)
+    # the model's own oos class rejects the last row whatever its score
+    assert ood.oos_recall_at_in_scope_accuracy(scores, correct, true_oos, 0.75) == (pytest.approx(0.2), 0.5)
+    argmax_oos = np.array([0, 0, 0, 0, 0, 1], bool)
+    assert ood.oos_recall_at_in_scope_accuracy(scores, correct, true_oos, 0.75, argmax_oos)[1] == 1.0
 
 
 def _synthetic_model(seed: int = 0) -> dict[str, np.ndarray]:
