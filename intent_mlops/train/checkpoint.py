@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from intent_mlops.faults import failpoint
 from intent_mlops.train.averaging import EMA_FILE, WeightAverage
 
 CHECKPOINT, BEST = "checkpoint", "best"
@@ -44,9 +45,11 @@ def atomic_dir(target: Path, write: Callable[[Path], None]) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     write(tmp)
+    failpoint(f"{target.name}-written")  # the new copy complete under its temp name, the old one in place
     if target.exists():
         shutil.rmtree(old, ignore_errors=True)
         target.rename(old)
+        failpoint(f"{target.name}-swapped-out")  # the riskiest instant: only `.old` holds a checkpoint
     tmp.rename(target)
     shutil.rmtree(old, ignore_errors=True)
 
