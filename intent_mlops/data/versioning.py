@@ -19,6 +19,7 @@ import pandas as pd
 import yaml
 
 from intent_mlops.data.io import DataError, canonical, write_csv
+from intent_mlops.faults import failpoint
 
 DATA_DIR = "data"
 DATA_FILE = "data/intents.csv"
@@ -228,8 +229,7 @@ def _pull_workspace(root: Path) -> DataVersion:
             f"{root / DATA_DIR}: has changes that {DATA_DVC} does not record; "
             "run `intent-mlops data import FILE` (or `dvc add data`) first, or `dvc checkout data.dvc` to discard"
         )
-    if status:
-        _pull_checked(repo, root)
+    _pull_checked(repo, root, pull=bool(status))
     return DataVersion(
         workdir=root,
         raw_csv=root / DATA_FILE,
@@ -239,18 +239,24 @@ def _pull_workspace(root: Path) -> DataVersion:
     )
 
 
-def _pull_checked(repo: Any, work: Path) -> None:
-    """``dvc pull`` of ``data.dvc``, then every pulled file checked against the hash it records.
+def _pull_checked(repo: Any, work: Path, pull: bool) -> None:
+    """``dvc pull`` of ``data.dvc`` (when DVC says it is needed), then every file of ``data/`` checked
+    against the hash ``data.dvc`` records.
 
     DVC re-hashes a changed cache file, but trusts what a remote sends (dvc#5978, dvc#9641): a
     corrupted or replaced remote file reaches the workspace, and the cache under the good hash, and
-    would be trained on as the recorded data version. A file that is not what ``data.dvc`` records
-    is removed from the workspace and the cache (so a later pull fetches it again) and the run stops
-    naming it. A file that neither the cache nor the remote holds stops it the same way.
+    would be trained on as the recorded data version. After that DVC's status calls the workspace
+    clean (its state records the hash it was told), so the check runs on every call, not only after
+    a pull: a run killed between the pull and the check is caught by the next one. A file that is
+    not what ``data.dvc`` records is removed from the workspace and the cache (so a later pull
+    fetches it again) and the run stops naming it. A file that neither the cache nor the remote
+    holds stops it the same way.
     """
     expected = dvc_file_md5(work / DATA_DVC)
     try:
-        repo.pull(targets=[str(work / DATA_DVC)])
+        if pull:
+            repo.pull(targets=[str(work / DATA_DVC)])
+            failpoint("data-pulled")
     except Exception as exc:
         missing = [name for name, md5 in _manifest(repo, expected).items() if is_missing_everywhere(work, md5)]
         if missing or is_missing_everywhere(work, expected):
@@ -343,8 +349,7 @@ def _pull_revision(root: Path, rev: str, scratch: Path) -> DataVersion:
             shutil.copy2(root / name, work / name)
     repo = _repo(work)
     target = str(work / DATA_DVC)
-    if repo.status(targets=[target]):
-        _pull_checked(repo, work)
+    _pull_checked(repo, work, pull=bool(repo.status(targets=[target])))
     return DataVersion(
         workdir=work,
         raw_csv=work / DATA_FILE,

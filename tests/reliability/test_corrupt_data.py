@@ -9,7 +9,10 @@ changes; once the remote is repaired, the same command succeeds.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +22,8 @@ import pytest
 
 from intent_mlops.data import versioning
 from intent_mlops.data.io import DataError, file_md5
-from tests.conftest import git
+from intent_mlops.faults import ENV
+from tests.conftest import REPO, git
 
 pytestmark = pytest.mark.reliability
 
@@ -81,6 +85,27 @@ def test_corrupted_remote_copy_is_refused_naming_the_file(
     versioning.pull(root)
     assert file_md5(root / versioning.DATA_FILE) == good
     record("DVC remote file corrupted, no local copy", "DataError naming data/intents.csv and the remote file")
+
+
+def test_sigkill_between_pull_and_check_is_caught_by_the_next_run(
+    tracked: tuple[Path, Path, str], record: Callable[[str, str], None]
+) -> None:
+    """Killed after DVC wrote the corrupted file, before the check: DVC's status then calls the
+    workspace clean, so only a check on every run (not only after a pull) still refuses it."""
+    root, remote, _ = tracked
+    shutil.rmtree(root / ".dvc" / "cache")
+    shutil.rmtree(root / "data")
+    (stored,) = _objects(remote)
+    _corrupt(stored)
+    pull = "import sys; from intent_mlops.data import versioning; versioning.pull(sys.argv[1])"
+    killed = subprocess.run([sys.executable, "-c", pull, str(root)], cwd=REPO, capture_output=True, text=True,
+                            env={**os.environ, ENV: "data-pulled"}, timeout=300)  # fmt: skip
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert (root / versioning.DATA_FILE).exists(), "the corrupted copy was written before the kill"
+    with pytest.raises(DataError, match="corrupted"):
+        versioning.pull(root)
+    assert not (root / versioning.DATA_FILE).exists()
+    record("SIGKILL between the DVC pull and its check (corrupted remote)", "the next run refuses the file")
 
 
 def test_file_missing_from_cache_and_remote(
