@@ -1,0 +1,82 @@
+"""Issue 15 item 3: the Prefect server restarts while a training flow runs against it.
+
+`intent-mlops train` runs with `PREFECT_API_URL` set to a `prefect server` (its own SQLite home). The
+server is killed while the model trains and started again on the same port and database a few seconds
+later. Pass: the run ends in a clear final state that the restarted server shows (Completed, or a
+failure with a one-line message and a rerun that completes), and exactly one model version exists.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from tests.e2e.servers import answers, clean_env, free_port
+
+pytestmark = [pytest.mark.reliability, pytest.mark.slow]
+
+
+def _start(home: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = clean_env(PREFECT_HOME=str(home), PREFECT_UI_ENABLED="false")
+    cmd = [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    with open(log, "ab") as fh:
+        proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while not answers(f"http://127.0.0.1:{port}/api/health"):
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.5)
+    return proc
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_prefect_server_restarted_mid_training(
+    project: Path, tmp_path: Path, record: Callable[[str, str], None]
+) -> None:
+    home, port, log = tmp_path / "prefect-server-home", free_port(), tmp_path / "prefect-server.log"
+    server = _start(home, port, log)
+    try:
+        cmd = [
+            sys.executable, "-m", "flows.cli", "--project", str(project), "train",
+            "--set", "train.epochs=12", "--set", "train.early_stopping_patience=12",
+            "--set", "train.checkpoint_every_steps=3",
+        ]  # fmt: skip
+        env = {**os.environ, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PREFECT_HOME": str(tmp_path / "c")}
+        run = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        runs = project / ".intent-mlops" / "runs"
+        deadline = time.monotonic() + 300
+        while not list(runs.glob("*/checkpoint/trainer_state.pt")):
+            assert run.poll() is None, run.communicate()[0][-3000:]
+            assert time.monotonic() < deadline, "no checkpoint within 300 s"
+            time.sleep(0.1)
+        _stop(server)
+        time.sleep(5)
+        server = _start(home, port, log)
+        out, _ = run.communicate(timeout=900)
+        assert run.returncode == 0, out[-4000:]
+        assert "Traceback" not in out, out[-4000:]
+        with sqlite3.connect(home / "prefect.db") as db:
+            states = [r[0] for r in db.execute("select state_type from flow_run where name is not null")]
+        assert states == ["COMPLETED"], states
+    finally:
+        _stop(server)
+    uri = f"sqlite:///{project / 'mlruns' / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri, uri)
+    assert [str(v.version) for v in client.search_model_versions("name='intent-classifier'")] == ["1"]
+    record(
+        "Prefect server killed mid-training and restarted 5 s later",
+        "the flow run finished Completed on the restarted server; one model version",
+    )
