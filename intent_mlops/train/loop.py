@@ -270,6 +270,11 @@ def _end_epoch(run: _Run, bar: Any) -> None:
             f"epoch {state.epoch + 1}: dev accuracy {dev.accuracy:.4f}, dev macro-F1 {dev.macro_f1:.4f}"
             + ("  (best)" if state.best_epoch == state.epoch + 1 else "")
         )
+        if state.finished and state.epoch + 1 < cfg.epochs:  # else the bar stopping short looks like a fault
+            bar.write(
+                f"early stopping: no dev macro-F1 gain for {state.epochs_without_gain} epochs "
+                f"(train.early_stopping_patience); the best epoch, {state.best_epoch}, is kept"
+            )
     state.epoch += 1
     state.batch_in_epoch = 0
     state.finished = state.finished or state.epoch >= cfg.epochs

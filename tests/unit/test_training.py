@@ -189,3 +189,15 @@ def test_padding_splits_leave_the_optimizer_step_unchanged(
     assert max(calls) > 1, "batches were split"
     assert split.global_step == whole.global_step
     _assert_same_weights(whole.model_dir, split.model_dir, atol=1e-5)
+
+
+def test_early_stopping_says_so(
+    tiny_model_dir: Path, tmp_path: Path, splits: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No dev gain (learning rate 0) for `early_stopping_patience` epochs ends the run and one line says why."""
+    cfg = _cfg(tiny_model_dir, epochs=6, early_stopping_patience=1, learning_rate=0.0)
+    result = train(cfg, *splits["train"], *splits["dev"], tmp_path / "r")
+    printed = capsys.readouterr()
+    text = printed.out + printed.err
+    assert result.best_epoch == 1 and "epoch 2: dev accuracy" in text and "epoch 3:" not in text
+    assert "early stopping: no dev macro-F1 gain for 1 epochs" in text and "the best epoch, 1, is kept" in text
