@@ -57,6 +57,7 @@ def export_onnx(cfg: Config, result: TrainResult, splits: versioning.Splits, run
     report = export_checked_variants(
         result.model_dir, dev_x, dev_y, min_agreement=i.onnx_min_agreement,
         max_accuracy_drop=i.onnx_max_accuracy_drop, num_threads=_threads(cfg), max_length=cfg.train.max_length,
+        int8_weights=i.onnx_int8_weights,
     )  # fmt: skip
     metrics: dict[str, float] = {}
     for name, v in report["variants"].items():
@@ -68,7 +69,8 @@ def export_onnx(cfg: Config, result: TrainResult, splits: versioning.Splits, run
             "passed" if v["passed"] else "failed (not shipped)",
         )  # fmt: skip
     tracking.log_metrics(run_id, metrics)
-    tracking.set_tags(
-        run_id, {f"onnx.{n}": "passed" if v["passed"] else "failed" for n, v in report["variants"].items()}
-    )
+    tags = {f"onnx.{n}": "passed" if v["passed"] else "failed" for n, v in report["variants"].items()}
+    if "weights" in report["variants"].get("int8", {}):
+        tags["onnx.int8_weights"] = report["variants"]["int8"]["weights"]
+    tracking.set_tags(run_id, tags)
     return report

@@ -144,6 +144,11 @@ class ServingConfig:
     onnx: bool = _f(True, "Export ONNX fp32 + int8 after training, check them on dev, ship the ones that pass.")
     onnx_min_agreement: float = _f(0.99, "An ONNX variant must agree with fp32 torch on this share of dev rows.")
     onnx_max_accuracy_drop: float = _f(0.005, "... and lose at most this dev accuracy (absolute) against it.")
+    onnx_int8_weights: str = _f(
+        "auto",
+        "int8 weights: s8 (signed: fast on CPUs with VNNI/AMX), u8 (unsigned: safe without VNNI), or auto (s8 "
+        "where the exporting CPU has VNNI; a serving CPU without it then falls back to the fp32 variant).",
+    )
     use_onnx: bool = _f(True, "Serve the fastest ONNX variant that passed its check (else fp32 torch).")
     max_chars: int = _f(2000, "Longest utterance a prediction request may carry (longer: a 400, not truncation).")
     max_batch: int = _f(1024, "Most utterances in one prediction request.")
@@ -376,6 +381,7 @@ def _check(cfg: Config) -> None:
 
 
 OOD_SCORES = ("auto", "max_softmax", "temperature", "energy", "mahalanobis")
+INT8_WEIGHTS = ("auto", "s8", "u8")
 
 
 def _check_serving(i: ServingConfig) -> None:
@@ -385,6 +391,8 @@ def _check_serving(i: ServingConfig) -> None:
         raise ConfigError("serving: ood_in_scope_recall_ratio must be in (0, 1], ood_target_oos_recall in [0, 1)")
     if not 0 < i.onnx_min_agreement <= 1 or not 0 <= i.onnx_max_accuracy_drop <= 1:
         raise ConfigError("serving: onnx_min_agreement in (0, 1], onnx_max_accuracy_drop in [0, 1]")
+    if i.onnx_int8_weights not in INT8_WEIGHTS:
+        raise ConfigError(f"serving.onnx_int8_weights: expected one of {INT8_WEIGHTS}, got {i.onnx_int8_weights!r}")
     if i.top_k < 1 or i.max_chars < 1 or i.max_batch < 1:
         raise ConfigError("serving: top_k, max_chars and max_batch must be >= 1")
 

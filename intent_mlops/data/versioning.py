@@ -9,6 +9,8 @@ so the user's workspace is never touched.
 from __future__ import annotations
 
 import contextlib
+import logging
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -27,6 +29,11 @@ DATA_DVC = "data.dvc"
 PREPARE_STAGE = "prepare"
 SPLITS_DIR = "splits"
 WORKSPACE = "workspace"
+# DVC copies a file to ``.<token_urlsafe(16)>.tmp`` beside its target and renames it when complete
+# (``dvc_objects.fs.utils.tmp_fname``); a process killed mid-copy leaves that name behind.
+_DVC_PARTIAL = re.compile(r"^\.[A-Za-z0-9_-]{22}\.tmp$")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -213,7 +220,30 @@ def pull(root: Path | str, rev: str | None = None, scratch: Path | str | None = 
     return _pull_revision(root, str(rev), Path(scratch) if scratch else root / WORKTREES)
 
 
+def remove_partial_copies(work: Path) -> list[Path]:
+    """Delete the half-written files a DVC copy killed mid-way left in ``data/`` or ``splits/``.
+
+    DVC renames a copy into place only when it is complete, so such a file was never data; but DVC
+    counts it as a change of the folder, and the run would stop with "has changes that data.dvc does
+    not record" although the user changed nothing. A folder left empty by the removal is removed too.
+    Returns what was removed (logged as a warning).
+    """
+    removed = []
+    for folder in (work / DATA_DIR, work / SPLITS_DIR):
+        if folder.is_dir():
+            here = [p for p in folder.rglob(".*.tmp") if p.is_file() and _DVC_PARTIAL.match(p.name)]
+            for path in here:
+                path.unlink()
+            removed += here
+            if here and not any(p.is_file() for p in folder.rglob("*")):
+                shutil.rmtree(folder)  # DVC reads an empty folder as changed data, a missing one as not checked out
+    if removed:
+        log.warning("removed %d partial file(s) of an interrupted DVC copy: %s", len(removed), removed)
+    return removed
+
+
 def _pull_workspace(root: Path) -> DataVersion:
+    remove_partial_copies(root)
     repo = _repo(root)
     target = str(root / DATA_DVC)
     status = repo.status(targets=[target])
@@ -347,6 +377,7 @@ def _pull_revision(root: Path, rev: str, scratch: Path) -> DataVersion:
     for name in ("dvc.yaml", "params.yaml"):
         if (root / name).exists():
             shutil.copy2(root / name, work / name)
+    remove_partial_copies(work)
     repo = _repo(work)
     target = str(work / DATA_DVC)
     _pull_checked(repo, work, pull=bool(repo.status(targets=[target])))
@@ -372,6 +403,7 @@ def _share_dvc_config(root: Path, work: Path) -> None:
 def reproduce_splits(workdir: Path | str) -> Splits:
     """``dvc repro prepare`` in ``workdir``; the splits' hash comes from ``dvc.lock``."""
     workdir = Path(workdir)
+    remove_partial_copies(workdir)
     # DVC resolves stage paths against the working directory: run it from the project.
     with contextlib.chdir(workdir):
         _repo(workdir).reproduce(PREPARE_STAGE)

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from intent_mlops.inference.cpu import int8_dot_product
 from intent_mlops.inference.ood import CALIBRATION_JSON, OodCalibration, max_softmax, pool, softmax
 from intent_mlops.inference.validation import Limits, validate_texts, validate_top_k
 from intent_mlops.model.labels import OOS_PREDICTED
@@ -111,6 +112,14 @@ def passing_variants(folder: Path) -> list[str]:
         return []
     raw = json.loads(report.read_text())
     ok = [name for name, r in raw.get("variants", {}).items() if r.get("passed") and (folder / r["file"]).exists()]
+    int8 = raw.get("variants", {}).get("int8", {})
+    if "int8" in ok and int8.get("weights") == "s8" and not int8_dot_product():
+        log.warning(
+            "%s: the int8 variant has signed weights, checked on a CPU with VNNI; this CPU has none, so its "
+            "int8 sums could saturate: serving the next variant instead",
+            folder,
+        )
+        ok.remove("int8")
     return sorted(ok, key=lambda n: 0 if n == "int8" else 1)
 
 

@@ -235,3 +235,90 @@ def answers(url: str) -> bool:
         return http(url, timeout=3)[0] == 200
     except OSError:
         return False
+
+
+def start_detached(cmd: list[str], env: Mapping[str, str], log: Path, ready_url: str, timeout: float = 180) -> Any:
+    """Start ``cmd`` in its own process group, output appended to ``log``; return once ``ready_url``
+    answers 200. For servers a test kills and starts again on the same port (see :func:`kill_group`)."""
+    with open(log, "ab") as fh:
+        proc = subprocess.Popen(cmd, env=dict(env), stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while not answers(ready_url):
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
+        time.sleep(0.5)
+    return proc
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL ``proc``'s process group, as a crash or an OOM kill would end it."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of the test's own (``initdb`` in a temporary folder, loopback TCP only,
+    trust auth), so a test can stop and restart the database under a server; the shared instance
+    on :5432 must stay up for everything else. As root, the cluster runs as the ``postgres`` user,
+    because PostgreSQL refuses to run as root."""
+
+    def __init__(self, port: int) -> None:
+        import shutil
+        import tempfile
+
+        self.port = port
+        self.bin = Path(shutil.which("pg_ctl") or "pg_ctl").resolve().parent
+        self.root = Path(tempfile.mkdtemp(prefix="intent-mlops-pg-"))
+        self.data = self.root / "data"
+        self.log = self.root / "postgres.log"
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+            self.root.chmod(0o755)
+            shutil.chown(self.root, "postgres")
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+
+    @staticmethod
+    def unavailable() -> str | None:
+        import shutil
+
+        if not (shutil.which("initdb") and shutil.which("pg_ctl")):
+            return "initdb / pg_ctl not on PATH (PostgreSQL server binaries)"
+        return None
+
+    def _run(self, tool: str, *args: str) -> str:
+        done = subprocess.run(
+            [*self.as_user, str(self.bin / tool), *args], capture_output=True, text=True, timeout=120,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert done.returncode == 0, f"{tool} {' '.join(args)}: {done.stdout}{done.stderr}"
+        return done.stdout
+
+    def start(self) -> None:
+        opts = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=off"
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", opts, "-w", "-t", "60", "start")
+
+    def stop(self, mode: str = "immediate") -> None:
+        """``immediate``: no shutdown checkpoint, clients cut off, as in a crash of the database."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def url(self, db: str, driver: str = "psycopg2") -> str:
+        return f"postgresql+{driver}://postgres@127.0.0.1:{self.port}/{db}"
+
+    def create_database(self, db: str) -> None:
+        import psycopg2
+
+        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres")
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f'CREATE DATABASE "{db}"')
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        import shutil
+
+        with contextlib.suppress(AssertionError, subprocess.TimeoutExpired):
+            self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -108,6 +108,63 @@ def test_sigkill_between_pull_and_check_is_caught_by_the_next_run(
     record("SIGKILL between the DVC pull and its check (corrupted remote)", "the next run refuses the file")
 
 
+# Run in a child: DVC's copies are made to fail half-way, as a SIGKILL in the middle of a transfer
+# would leave them. Reflinks are switched off so every copy is a byte copy (on XFS or Btrfs DVC would
+# otherwise clone the file in one call), and the n-th copy writes half its bytes, syncs, and dies.
+_KILLED_PULL = """
+import errno, os, shutil, signal, sys
+from dvc_objects.fs import system
+from intent_mlops.data import versioning
+
+def no_reflink(src, dst):
+    raise OSError(errno.ENOTSUP, "reflink switched off by the test")
+
+system.reflink = no_reflink
+calls = [0]
+
+def half_then_die(src, dst, *args, **kwargs):
+    calls[0] += 1
+    if calls[0] == int(sys.argv[2]):
+        data = open(src, "rb").read()
+        with open(dst, "wb") as fh:
+            fh.write(data[: len(data) // 2])
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _copyfile(src, dst, *args, **kwargs)
+
+_copyfile, shutil.copyfile = shutil.copyfile, half_then_die
+versioning.pull(sys.argv[1])
+"""
+
+
+@pytest.mark.parametrize(("copy", "where"), [(1, "remote to cache"), (3, "cache to workspace")])
+def test_sigkill_in_the_middle_of_a_dvc_transfer(
+    tracked: tuple[Path, Path, str], copy: int, where: str, record: Callable[[str, str], None]
+) -> None:
+    """Killed with half a file written: the next run completes with the recorded data, and no
+    partial file is ever taken for the data (DVC writes a temporary name and renames it).
+
+    Before the fix, a kill during the checkout into ``data/`` left ``data/.<token>.tmp``, and every
+    later run stopped with "has changes that data.dvc does not record"."""
+    root, _, good = tracked
+    shutil.rmtree(root / ".dvc" / "cache")
+    shutil.rmtree(root / "data")
+    killed = subprocess.run([sys.executable, "-c", _KILLED_PULL, str(root), str(copy)], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert killed.returncode == -9, (killed.stdout + killed.stderr)[-2000:]
+    partial = [p for p in (root / ".dvc" / "cache").rglob("*") if p.is_file() and p.name.endswith(".tmp")]
+    partial += [p for p in (root / "data").rglob("*") if p.is_file()] if (root / "data").exists() else []
+    assert partial, "the kill left a partly written file behind"
+    assert all(file_md5(p) != good for p in partial)
+    versioning.pull(root)
+    assert file_md5(root / versioning.DATA_FILE) == good
+    assert [file_md5(p) for p in _objects(root / ".dvc" / "cache")] == [good], "the cache holds the good copy"
+    assert git(root, "status", "--porcelain") == "", "data.dvc untouched"
+    assert not list((root / "data").glob(".*.tmp")), "the partial copy is gone"
+    record(f"SIGKILL in the middle of a DVC copy, {where}", "half a file left behind; the next pull completes")
+
+
 def test_file_missing_from_cache_and_remote(
     tracked: tuple[Path, Path, str], record: Callable[[str, str], None]
 ) -> None:

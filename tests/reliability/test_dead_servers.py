@@ -10,7 +10,6 @@ and completes; exactly one model version exists and no run is left RUNNING.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.e2e.servers import answers, free_port
+from tests.e2e.servers import free_port, kill_group, start_detached
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
@@ -33,19 +32,7 @@ def _start_server(project: Path, port: int, log: Path) -> subprocess.Popen[bytes
         "--artifacts-destination", str(project / "mlruns" / "artifacts"),
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]  # fmt: skip
-    with open(log, "ab") as fh:
-        proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 180
-    while not answers(f"http://127.0.0.1:{port}/health"):
-        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(0.5)
-    return proc
-
-
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    return start_detached(cmd, env, log, f"http://127.0.0.1:{port}/health")  # type: ignore[no-any-return]
 
 
 @pytest.fixture
@@ -61,7 +48,7 @@ def server(project: Path, tmp_path: Path) -> Iterator[dict[str, object]]:
     try:
         yield state
     finally:
-        _kill(state["proc"])  # type: ignore[arg-type]
+        kill_group(state["proc"])  # type: ignore[arg-type]
 
 
 def test_mlflow_server_killed_mid_training(
@@ -81,7 +68,7 @@ def test_mlflow_server_killed_mid_training(
         assert first.poll() is None, first.communicate()[0][-3000:]
         assert time.monotonic() < deadline, "no checkpoint within 300 s"
         time.sleep(0.1)
-    _kill(server["proc"])  # type: ignore[arg-type]
+    kill_group(server["proc"])  # type: ignore[arg-type]
     killed_at = time.monotonic()
     out, _ = first.communicate(timeout=900)
     failed_after = time.monotonic() - killed_at

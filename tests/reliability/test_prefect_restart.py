@@ -9,7 +9,6 @@ failure with a one-line message and a rerun that completes), and exactly one mod
 from __future__ import annotations
 
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.e2e.servers import answers, clean_env, free_port
+from tests.e2e.servers import clean_env, free_port, kill_group, start_detached
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
@@ -28,19 +27,7 @@ pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 def _start(home: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     env = clean_env(PREFECT_HOME=str(home), PREFECT_UI_ENABLED="false")
     cmd = [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    with open(log, "ab") as fh:
-        proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 180
-    while not answers(f"http://127.0.0.1:{port}/api/health"):
-        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(0.5)
-    return proc
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    return start_detached(cmd, env, log, f"http://127.0.0.1:{port}/api/health")  # type: ignore[no-any-return]
 
 
 def test_prefect_server_restarted_mid_training(
@@ -62,7 +49,7 @@ def test_prefect_server_restarted_mid_training(
             assert run.poll() is None, run.communicate()[0][-3000:]
             assert time.monotonic() < deadline, "no checkpoint within 300 s"
             time.sleep(0.1)
-        _stop(server)
+        kill_group(server)
         time.sleep(5)
         server = _start(home, port, log)
         out, _ = run.communicate(timeout=900)
@@ -72,7 +59,7 @@ def test_prefect_server_restarted_mid_training(
             states = [r[0] for r in db.execute("select state_type from flow_run where name is not null")]
         assert states == ["COMPLETED"], states
     finally:
-        _stop(server)
+        kill_group(server)
     uri = f"sqlite:///{project / 'mlruns' / 'mlflow.db'}"
     client = mlflow.MlflowClient(uri, uri)
     assert [str(v.version) for v in client.search_model_versions("name='intent-classifier'")] == ["1"]

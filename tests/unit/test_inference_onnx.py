@@ -90,6 +90,34 @@ def test_failed_variant_is_not_picked(exported: Path, tmp_path: Path) -> None:
     assert Predictor.load(folder, use_onnx=True).backend_name == "torch-fp32"
 
 
+def test_int8_weight_type_follows_the_cpu(tmp_path: Path) -> None:
+    from intent_mlops.inference.cpu import cpu_flags, int8_weight_type
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_vnni amx_int8\n")
+    assert {"avx2", "avx512_vnni"} <= cpu_flags(str(info))
+    assert int8_weight_type("auto", cpu_flags(str(info))) == "s8"
+    assert int8_weight_type("auto", frozenset({"avx2", "fma"})) == "u8", "AVX2 only: unsigned weights"
+    assert int8_weight_type("auto", frozenset()) == "u8", "unknown CPU: the safe choice"
+    assert int8_weight_type("u8", frozenset({"avx_vnni"})) == "u8", "an explicit setting wins"
+
+
+def test_signed_int8_is_not_served_without_vnni(
+    exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from intent_mlops.inference import predictor as predictor_module
+
+    report = json.loads((exported / "onnx" / "variants.json").read_text())
+    assert report["variants"]["int8"]["weights"] in ("s8", "u8"), "the report records the weight type"
+    folder = Path(shutil.copytree(exported, tmp_path / "m"))
+    report["variants"]["int8"]["weights"] = "s8"
+    (folder / "onnx" / "variants.json").write_text(json.dumps(report))
+    monkeypatch.setattr(predictor_module, "int8_dot_product", lambda: True)
+    assert Predictor.load(folder, use_onnx=True).backend_name == "onnx-int8"
+    monkeypatch.setattr(predictor_module, "int8_dot_product", lambda: False)
+    assert Predictor.load(folder, use_onnx=True).backend_name == "onnx-fp32", "saturating int8 sums: fp32 instead"
+
+
 def test_pyfunc_serves_the_onnx_variant(exported: Path, tmp_path: Path) -> None:
     import mlflow
     import pandas as pd
