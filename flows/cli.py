@@ -149,9 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         server = _unreachable_server(exc)
         if server is not None and not args.debug:
+            what = "does not answer"
+            if _server_errors(exc):
+                what = "keeps answering with server errors (HTTP 5xx: its database may be down; see its log)"
             print(
-                f"error: the MLflow tracking server {server} does not answer; the run stays resumable: "
-                "start the server, then rerun the same command",
+                f"error: the MLflow tracking server {server} {what}; the run stays resumable: "
+                "bring the server back, then rerun the same command",
                 file=sys.stderr,
             )
             return 1
@@ -188,6 +191,16 @@ def _unreachable_server(exc: BaseException | None) -> str | None:
             return redact(str(uri))
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return None
+
+
+def _server_errors(exc: BaseException | None) -> bool:
+    """Whether MLflow gave up because the server kept answering 5xx (not because it was unreachable)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if "error responses" in str(exc):  # urllib3's "too many 500 error responses"
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 def _root(args: argparse.Namespace) -> Path:

@@ -322,3 +322,17 @@ class PrivatePostgres:
         with contextlib.suppress(AssertionError, subprocess.TimeoutExpired):
             self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def checkout_with_code(project: Path) -> Path:
+    """The test project as a clone of this repository would be: ``prefect.yaml`` and ``flows/`` beside
+    ``params.yaml``, committed, because a worker resolves the deployments' entrypoints there."""
+    import shutil
+
+    from tests.conftest import REPO, git
+
+    shutil.copy(REPO / "prefect.yaml", project / "prefect.yaml")
+    shutil.copytree(REPO / "flows", project / "flows", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    git(project, "add", "prefect.yaml", "flows")
+    git(project, "commit", "-qm", "code")
+    return project

@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import json
 import secrets
-import shutil
 import sys
 import textwrap
 import time
@@ -42,11 +41,12 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, git
+from tests.conftest import git
 from tests.e2e.servers import (
     Service,
     answers,
     basic,
+    checkout_with_code,
     clean_env,
     free_port,
     http,
@@ -184,15 +184,6 @@ def team(tmp_path: Path) -> Iterator[Team]:
         yield t
 
 
-def _checkout(project: Path) -> Path:
-    """The test project as a clone of this repository would be: prefect.yaml and flows/ beside params.yaml."""
-    shutil.copy(REPO / "prefect.yaml", project / "prefect.yaml")
-    shutil.copytree(REPO / "flows", project / "flows", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    git(project, "add", "prefect.yaml", "flows")
-    git(project, "commit", "-qm", "code")
-    return project
-
-
 def _assert_refused(status: int, what: str) -> None:
     assert status in (401, 403), f"{what}: expected 401/403, got {status}"
 
@@ -281,7 +272,7 @@ def test_team_mode_deploy_train_and_review(
 ) -> None:
     t = team  # first: skips before the project and its model are built when PostgreSQL is absent
     check_refusals(t)
-    checkout = _checkout(request.getfixturevalue("project"))
+    checkout = checkout_with_code(request.getfixturevalue("project"))
 
     # the team's one-time set-up, from a person's laptop: work pool + deployments (prefect.yaml)
     admin_env = t.prefect_env()
