@@ -16,6 +16,7 @@ from intent_mlops.data import versioning
 from intent_mlops.data.split import SplitPaths, load_splits
 from intent_mlops.inference.calibrate import calibrate_for_config
 from intent_mlops.inference.onnx_export import export_checked_variants
+from intent_mlops.inference.predictor import TORCH_BF16
 from intent_mlops.registry import tracking
 from intent_mlops.train.fit import texts_labels
 from intent_mlops.train.loop import TrainResult
@@ -60,16 +61,18 @@ def export_onnx(cfg: Config, result: TrainResult, splits: versioning.Splits, run
         int8_weights=i.onnx_int8_weights,
     )  # fmt: skip
     metrics: dict[str, float] = {}
+    tags: dict[str, str] = {}
     for name, v in report["variants"].items():
-        metrics[f"onnx_{name}_dev_agreement"] = float(v["agreement"])
+        kind = "torch" if name == TORCH_BF16 else "onnx"  # bf16: the torch model cast at load, no ONNX file
+        metrics[f"{kind}_{name}_dev_agreement"] = float(v["agreement"])
         if v.get("accuracy_delta") is not None:
-            metrics[f"onnx_{name}_dev_accuracy_delta"] = float(v["accuracy_delta"])
+            metrics[f"{kind}_{name}_dev_accuracy_delta"] = float(v["accuracy_delta"])
+        tags[f"{kind}.{name}"] = "passed" if v["passed"] else "failed"
         get_run_logger().info(
-            "ONNX %s: agreement %.4f, accuracy delta %s: %s", name, v["agreement"], v.get("accuracy_delta"),
+            "%s %s: agreement %.4f, accuracy delta %s: %s", kind, name, v["agreement"], v.get("accuracy_delta"),
             "passed" if v["passed"] else "failed (not shipped)",
         )  # fmt: skip
     tracking.log_metrics(run_id, metrics)
-    tags = {f"onnx.{n}": "passed" if v["passed"] else "failed" for n, v in report["variants"].items()}
     if "weights" in report["variants"].get("int8", {}):
         tags["onnx.int8_weights"] = report["variants"]["int8"]["weights"]
     tracking.set_tags(run_id, tags)

@@ -141,7 +141,11 @@ class ServingConfig:
     ood_target_oos_recall: float = _f(
         0.0, "Threshold target when dev has oos rows: reach this out-of-scope recall (0: use the ratio above)."
     )
-    onnx: bool = _f(True, "Export ONNX fp32 + int8 after training, check them on dev, ship the ones that pass.")
+    onnx: bool = _f(
+        True,
+        "Export ONNX fp32 + int8 after training and check them, and torch bf16 where the CPU has bf16 units, "
+        "against fp32 torch on dev; ship the ones that pass.",
+    )
     onnx_min_agreement: float = _f(0.99, "An ONNX variant must agree with fp32 torch on this share of dev rows.")
     onnx_max_accuracy_drop: float = _f(0.005, "... and lose at most this dev accuracy (absolute) against it.")
     onnx_int8_weights: str = _f(
@@ -149,7 +153,11 @@ class ServingConfig:
         "int8 weights: s8 (signed: fast on CPUs with VNNI/AMX), u8 (unsigned: safe without VNNI), or auto (s8 "
         "where the exporting CPU has VNNI; a serving CPU without it then falls back to the fp32 variant).",
     )
-    use_onnx: bool = _f(True, "Serve the fastest ONNX variant that passed its check (else fp32 torch).")
+    use_onnx: bool = _f(
+        True,
+        "Serve the fastest variant that passed its check and that the serving CPU runs well: ONNX int8, torch "
+        "bf16, ONNX fp32 (else fp32 torch).",
+    )
     max_chars: int = _f(2000, "Longest utterance a prediction request may carry (longer: a 400, not truncation).")
     max_batch: int = _f(1024, "Most utterances in one prediction request.")
 

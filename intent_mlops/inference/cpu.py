@@ -1,4 +1,5 @@
-"""What this CPU offers the int8 kernels of onnxruntime (MLAS), read from ``/proc/cpuinfo``.
+"""What this CPU offers the int8 kernels of onnxruntime (MLAS) and torch's bf16 matmuls, read from
+``/proc/cpuinfo``.
 
 Signed int8 weights (u8s8 kernels) are fast and exact where the CPU has an 8-bit dot-product
 instruction with 32-bit sums (x86 AVX-VNNI, AVX512-VNNI, AMX): on the 2-core CI machine they ran
@@ -13,6 +14,7 @@ import functools
 from pathlib import Path
 
 INT8_DOT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 
 
 @functools.cache
@@ -32,6 +34,12 @@ def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
 def int8_dot_product(flags: frozenset[str] | None = None) -> bool:
     """Whether signed int8 weights run on saturation-free dot-product kernels here."""
     return bool((cpu_flags() if flags is None else flags) & INT8_DOT_FLAGS)
+
+
+def bf16_matmul(flags: frozenset[str] | None = None) -> bool:
+    """Whether bfloat16 matrix multiplies run on hardware units here (AMX-BF16 or AVX512-BF16); without
+    them oneDNN emulates bf16 and a bf16 model runs slower than fp32."""
+    return bool((cpu_flags() if flags is None else flags) & BF16_FLAGS)
 
 
 def int8_weight_type(setting: str = "auto", flags: frozenset[str] | None = None) -> str:

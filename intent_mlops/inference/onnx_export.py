@@ -4,7 +4,9 @@
 
     onnx/model.onnx        fp32, onnxruntime transformer fusions (Attention, SkipLayerNormalization, ...)
     onnx/model.int8.onnx   the same, dynamic int8 quantisation of the MatMul weights
-    onnx/variants.json     fused-operator counts and each variant's check against fp32 torch
+    onnx/variants.json     fused-operator counts and each variant's check against fp32 torch, the
+                           bf16 one included (the torch model cast to bfloat16 at load time, no file;
+                           checked only on a CPU with bf16 units)
 
 The export runs the classifier with eager attention (``torch.onnx.export(..., dynamo=False)``, dynamic
 batch and sequence axes), because onnxruntime's BERT attention fusion matches the eager pattern, not
@@ -27,15 +29,18 @@ from typing import Any
 
 import numpy as np
 
-from intent_mlops.inference.cpu import int8_weight_type
+from intent_mlops.inference.cpu import bf16_matmul, int8_weight_type
 from intent_mlops.inference.predictor import (
     ONNX_DIR,
     ONNX_FP32,
     ONNX_INT8,
     ONNX_REPORT,
     ONNX_VARIANTS,
+    TORCH_BF16,
     Predictor,
 )
+
+log = logging.getLogger(__name__)
 
 OPSET = 17
 # fusions the BERT optimiser must find, or the export is refused (at least one of each group)
@@ -230,7 +235,7 @@ def export_variants(
     check_texts: Sequence[str],
     check_labels: Sequence[str] | None = None,
     *,
-    variants: Sequence[str] = ("fp32", "int8"),
+    variants: Sequence[str] = ("fp32", "int8", TORCH_BF16),
     min_agreement: float = 0.99,
     max_accuracy_drop: float = 0.005,
     num_threads: int | None = None,
@@ -268,13 +273,17 @@ def export_variants(
         "variants": {},
     }
     for name in variants:
+        if name == TORCH_BF16 and not bf16_matmul():
+            log.info("no bf16 units on this CPU: the bf16 variant is not checked")
+            continue
         v = Predictor.load(model_dir, use_onnx=True, onnx_variant=name, num_threads=num_threads, max_length=max_length)
         check = check_variant(
             reference, v, check_texts, check_labels, name=name,
             min_agreement=min_agreement, max_accuracy_drop=max_accuracy_drop,
         )  # fmt: skip
-        check.file = ONNX_VARIANTS[name]
-        report["variants"][name] = {**check.to_dict(), "bytes": (out / ONNX_VARIANTS[name]).stat().st_size}
+        check.file = ONNX_VARIANTS.get(name, "")
+        size = (out / check.file).stat().st_size if check.file else 0
+        report["variants"][name] = {**check.to_dict(), "bytes": size, "backend": v.backend_name}
         if name == "int8":
             report["variants"][name]["weights"] = weight_type
     tmp_report = out / (ONNX_REPORT + ".tmp")
@@ -296,7 +305,7 @@ def export_checked_variants(
     """
     report = export_variants(model_dir, check_texts, check_labels, **kwargs)
     out = Path(model_dir) / ONNX_DIR
-    for name, v in report["variants"].items():
-        if not v["passed"]:
-            (out / ONNX_VARIANTS[name]).unlink(missing_ok=True)
+    for v in report["variants"].values():
+        if not v["passed"] and v["file"]:
+            (out / v["file"]).unlink(missing_ok=True)
     return report

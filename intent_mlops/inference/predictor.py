@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from intent_mlops.inference.cpu import int8_dot_product
+from intent_mlops.inference.cpu import bf16_matmul, int8_dot_product
 from intent_mlops.inference.ood import CALIBRATION_JSON, OodCalibration, max_softmax, pool, softmax
 from intent_mlops.inference.validation import Limits, validate_texts, validate_top_k
 from intent_mlops.model.labels import OOS_PREDICTED
@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 ONNX_DIR = "onnx"
 ONNX_FP32, ONNX_INT8 = "model.onnx", "model.int8.onnx"
 ONNX_VARIANTS = {"fp32": ONNX_FP32, "int8": ONNX_INT8}
+# bf16 is not a file: the torch model cast to bfloat16 at load time, checked like the ONNX variants
+TORCH_BF16 = "bf16"
+SPEED_ORDER = ("int8", TORCH_BF16, "fp32")  # fastest first (docs/benchmarks.md), among the passing ones
 ONNX_REPORT = "variants.json"
 DEFAULT_MAX_LENGTH = 128
 DEFAULT_BATCH_SIZE = 64
@@ -49,16 +52,20 @@ class Backend(Protocol):
 
 
 class TorchBackend:
-    """fp32 torch forward pass on CPU (or a given device)."""
+    """torch forward pass on CPU (or a given device), in fp32 or, with ``dtype="bf16"``, with the
+    weights cast to bfloat16: on CPUs with AMX or AVX512-BF16 units that ran 2.5x fp32 on BANKING77
+    dev rows with 99.85 % top-intent agreement (docs/benchmarks.md); without them it is slower than
+    fp32, so it is only picked where :func:`~intent_mlops.inference.cpu.bf16_matmul` says so."""
 
-    name = "torch-fp32"
-
-    def __init__(self, model: Any, device: str = "cpu") -> None:
+    def __init__(self, model: Any, device: str = "cpu", dtype: str = "fp32") -> None:
         import torch
 
         self.torch = torch
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
+        if dtype == TORCH_BF16:
+            self.model = self.model.to(torch.bfloat16)
+        self.name = f"torch-{dtype}"
 
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray, pooling: str | None) -> Outputs:
         torch = self.torch
@@ -106,12 +113,20 @@ def onnx_folder(model_dir: Path | str) -> Path | None:
 
 
 def passing_variants(folder: Path) -> list[str]:
-    """Variants whose check against fp32 torch passed (``variants.json``), best (int8) first."""
+    """Variants whose check against fp32 torch passed (``variants.json``) and that this CPU runs
+    well, fastest first (:data:`SPEED_ORDER`)."""
     report = folder / ONNX_REPORT
     if not report.exists():
         return []
     raw = json.loads(report.read_text())
-    ok = [name for name, r in raw.get("variants", {}).items() if r.get("passed") and (folder / r["file"]).exists()]
+    ok = [
+        name
+        for name, r in raw.get("variants", {}).items()
+        if r.get("passed") and (name == TORCH_BF16 or (folder / r["file"]).exists())
+    ]
+    if TORCH_BF16 in ok and not bf16_matmul():
+        log.info("%s: the bf16 variant passed its check, but this CPU has no bf16 units: not used", folder)
+        ok.remove(TORCH_BF16)
     int8 = raw.get("variants", {}).get("int8", {})
     if "int8" in ok and int8.get("weights") == "s8" and not int8_dot_product():
         log.warning(
@@ -120,7 +135,7 @@ def passing_variants(folder: Path) -> list[str]:
             folder,
         )
         ok.remove("int8")
-    return sorted(ok, key=lambda n: 0 if n == "int8" else 1)
+    return sorted(ok, key=lambda n: SPEED_ORDER.index(n) if n in SPEED_ORDER else len(SPEED_ORDER))
 
 
 def weights_fingerprint(folder: Path | str) -> str:
@@ -144,21 +159,24 @@ def _calibration(*folders: Path) -> OodCalibration | None:
     return None
 
 
-def _onnx_backend(root: Path, weights: Path, variant: str | None, num_threads: int | None) -> OnnxBackend | None:
-    """The ONNX variant asked for (missing: an error), else the best one whose check passed (none: None,
-    with a warning, and the caller uses torch)."""
+def _fast_variant(root: Path, weights: Path, variant: str | None, num_threads: int | None) -> OnnxBackend | str:
+    """The variant asked for (missing: an error), else the fastest one whose check passed: an
+    :class:`OnnxBackend`, or ``"bf16"`` / ``"fp32"`` for the torch model (fp32 with a warning when
+    nothing passed)."""
     onnx_dir = onnx_folder(root) or onnx_folder(weights)
     chosen = variant
     if onnx_dir is not None and chosen is None:
         ok = passing_variants(onnx_dir)
         chosen = ok[0] if ok else None
+    if chosen == TORCH_BF16:
+        return TORCH_BF16
     path = onnx_dir / ONNX_VARIANTS.get(chosen or "", "?") if onnx_dir is not None else None
     if path is not None and path.exists():
         return OnnxBackend(path, num_threads, name=f"onnx-{chosen}")
     if variant is not None:
         raise FileNotFoundError(f"{root}: no ONNX variant {variant!r} under {ONNX_DIR}/")
-    log.warning("%s: no checked ONNX variant under %s/; using torch fp32", root, ONNX_DIR)
-    return None
+    log.warning("%s: no checked fast variant under %s/; using torch fp32", root, ONNX_DIR)
+    return "fp32"
 
 
 class Predictor:
@@ -207,19 +225,21 @@ class Predictor:
         pyfunc, or the transformers flavour).
 
         ``ood.json`` in the folder (see :mod:`.calibrate`) turns on out-of-scope rejection
-        (``calibration=False`` ignores it). ``use_onnx=True`` runs the exported variant under
-        ``onnx/`` instead of torch: ``onnx_variant`` ("int8" / "fp32"), or by default the best one whose
-        check passed (int8 first); with no usable variant it falls back to torch and logs a warning.
-        With ONNX the torch weights are never loaded. ``model_version`` labels every prediction
-        (default: a fingerprint of the weights).
+        (``calibration=False`` ignores it). ``use_onnx=True`` runs a faster variant checked at export
+        time (``onnx/variants.json``): ``onnx_variant`` ("int8", "fp32" or "bf16", the torch model in
+        bfloat16), or by default the fastest one whose check passed and that this CPU runs well
+        (:data:`SPEED_ORDER`); with none it falls back to torch fp32 and logs a warning. With ONNX the
+        torch weights are never loaded. ``model_version`` labels every prediction (default: a
+        fingerprint of the weights).
         """
         from intent_mlops.model.loading import model_folders, resolve_model_path
 
         root = Path(resolve_model_path(str(model_dir)))
         weights, tok_dir = (Path(p) for p in model_folders(str(root)))
         calib = _calibration(root, weights) if calibration else None
-        backend: Backend | None = _onnx_backend(root, weights, onnx_variant, num_threads) if use_onnx else None
-        if backend is None:  # torch fp32 (asked for, or no usable ONNX variant)
+        fast = _fast_variant(root, weights, onnx_variant, num_threads) if use_onnx else "fp32"
+        backend: Backend | None = fast if isinstance(fast, OnnxBackend) else None
+        if backend is None:  # torch: fp32 (asked for, or nothing faster passed) or bf16
             from intent_mlops.model.loading import load_model
 
             if num_threads:
@@ -227,7 +247,7 @@ class Predictor:
 
                 torch.set_num_threads(num_threads)
             tokenizer, model = load_model(str(root))
-            backend = TorchBackend(model)
+            backend = TorchBackend(model, dtype=str(fast))
             id2label = [model.config.id2label[i] for i in range(len(model.config.id2label))]
         else:
             from transformers import AutoConfig, AutoTokenizer

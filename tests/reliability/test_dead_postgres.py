@@ -11,6 +11,7 @@ resumes from the checkpoint and completes; exactly one model version and no run 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -76,6 +77,8 @@ def test_postgres_stopped_under_the_mlflow_server_mid_training(
         assert last.startswith("error: ") and url in last and "HTTP 5xx" in last, out[-3000:]
         assert list(runs.glob("*/checkpoint/trainer_state.pt")), "the checkpoint stays for the rerun"
         assert server.poll() is None, "the MLflow server itself stayed up"
+        errors = len(re.findall(r'HTTP/1\.1" 5\d\d', (tmp_path / "mlflow-server.log").read_text(errors="replace")))
+        assert errors >= 2, f"the client retried a failing request ({errors} answered 5xx)"
 
         postgres.start()
         second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
@@ -93,6 +96,7 @@ def test_postgres_stopped_under_the_mlflow_server_mid_training(
         kill_group(server)
     record(
         "PostgreSQL stopped under the MLflow server mid-training, restarted, same command again",
-        f"failed {failed_after:.0f} s after the stop with one line naming the server; rerun resumed "
+        f"{errors} requests answered 5xx (retried with backoff); failed {failed_after:.0f} s after the stop "
+        "with one line naming the server; after a restart of PostgreSQL the rerun resumed "
         f"from step {int(run.data.metrics['resumed_from_step'])}, one version, no RUNNING run",
     )

@@ -77,17 +77,36 @@ def test_check_variant_flags_disagreement(exported: Path) -> None:
     assert not strict.passed and strict.accuracy is not None and strict.accuracy_delta is not None
 
 
-def test_failed_variant_is_not_picked(exported: Path, tmp_path: Path) -> None:
+def test_failed_variant_is_not_picked(exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from intent_mlops.inference import predictor as predictor_module
+
     folder = Path(shutil.copytree(exported, tmp_path / "m"))
     report_path = folder / "onnx" / "variants.json"
     report = json.loads(report_path.read_text())
+    report["variants"]["bf16"] = {**report["variants"]["fp32"], "file": "", "variant": "bf16"}
     report["variants"]["int8"]["passed"] = False
     report_path.write_text(json.dumps(report))
-    assert Predictor.load(folder, use_onnx=True).backend_name == "onnx-fp32"
+    monkeypatch.setattr(predictor_module, "bf16_matmul", lambda: True)
+    assert Predictor.load(folder, use_onnx=True).backend_name == "torch-bf16", "int8 failed: the next fastest"
+    monkeypatch.setattr(predictor_module, "bf16_matmul", lambda: False)
+    assert Predictor.load(folder, use_onnx=True).backend_name == "onnx-fp32", "no bf16 units: not bf16"
     for v in report["variants"].values():
         v["passed"] = False
     report_path.write_text(json.dumps(report))
     assert Predictor.load(folder, use_onnx=True).backend_name == "torch-fp32"
+
+
+def test_bf16_variant_is_checked_against_fp32(exported: Path) -> None:
+    """The torch model in bfloat16 (what AMX / AVX512-BF16 CPUs run fast) agrees with fp32 torch."""
+    ref = Predictor.load(exported)
+    bf16 = Predictor.load(exported, use_onnx=True, onnx_variant="bf16")
+    assert bf16.backend_name == "torch-bf16"
+    check = check_variant(ref, bf16, TEXTS * 3, min_agreement=0.8)
+    assert check.passed and check.max_prob_diff < 0.05, check
+    report = json.loads((exported / "onnx" / "variants.json").read_text())
+    from intent_mlops.inference.cpu import bf16_matmul
+
+    assert ("bf16" in report["variants"]) == bf16_matmul(), "checked at export exactly where the CPU has bf16 units"
 
 
 def test_int8_weight_type_follows_the_cpu(tmp_path: Path) -> None:
@@ -112,6 +131,7 @@ def test_signed_int8_is_not_served_without_vnni(
     folder = Path(shutil.copytree(exported, tmp_path / "m"))
     report["variants"]["int8"]["weights"] = "s8"
     (folder / "onnx" / "variants.json").write_text(json.dumps(report))
+    monkeypatch.setattr(predictor_module, "bf16_matmul", lambda: False)
     monkeypatch.setattr(predictor_module, "int8_dot_product", lambda: True)
     assert Predictor.load(folder, use_onnx=True).backend_name == "onnx-int8"
     monkeypatch.setattr(predictor_module, "int8_dot_product", lambda: False)
