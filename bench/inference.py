@@ -8,11 +8,13 @@ Three sub-commands, each one run:
     python bench/inference.py speed --model-dir DIR [--rows 1000] [--repeat 2]   # (a) (b) (c) (d) side by side
     python bench/inference.py ood --model-dir DIR                     # out-of-scope scores at the dev threshold
     python bench/inference.py batch --model-dir DIR [--rows 200000]   # streamed file: peak RSS, rows/s
+    python bench/inference.py endpoint --model-dir DIR                # latency through the HTTP endpoint
 
 ``speed`` runs each variant in its own subprocess (so peak RSS is that variant's), in ``--repeat``
 interleaved rounds (each variant's best round is reported; the machine is shared): (a) the MLflow
 transformers flavour loaded as pyfunc (what a user gets from the registry today), (b) this project's
-fp32 torch Predictor, (c) ONNX fp32 (onnxruntime transformer-optimised graph), (d) ONNX dynamic int8.
+fp32 torch Predictor, (c) ONNX fp32 (onnxruntime transformer-optimised graph), (d) ONNX dynamic int8,
+(b16) the torch model cast to bfloat16 (fast only on CPUs with AMX / AVX512-BF16 units).
 It reports batch throughput (utterances/s over the test rows), single-request p50/p95 latency
 (in-process: one utterance per call, no HTTP), peak RSS, accuracy, and agreement with (b).
 
@@ -300,7 +302,9 @@ VARIANTS = {
     "b": "(b) Predictor, torch fp32",
     "c": "(c) Predictor, ONNX fp32",
     "d": "(d) Predictor, ONNX int8",
+    "bf16": "(b16) Predictor, torch bf16",
 }
+BACKEND_OF = {"c": "fp32", "d": "int8", "bf16": "bf16"}  # Predictor.load(onnx_variant=...) of each variant
 
 
 def peak_rss_mb() -> float:
@@ -333,7 +337,7 @@ def run_variant(args: argparse.Namespace) -> int:
         from intent_mlops.inference.validation import Limits
 
         p = Predictor.load(
-            args.model_dir, use_onnx=args.variant in "cd", onnx_variant={"c": "fp32", "d": "int8"}.get(args.variant),
+            args.model_dir, use_onnx=args.variant in BACKEND_OF, onnx_variant=BACKEND_OF.get(args.variant),
             num_threads=args.threads, limits=Limits(max_batch=max(len(texts), 1)),
         )  # fmt: skip
 
@@ -385,9 +389,11 @@ def cmd_speed(args: argparse.Namespace) -> int:
     # ONNX variants, checked against fp32 torch on the dev carve (rows of intents the model knows)
     report_path = model_dir / ONNX_DIR / ONNX_REPORT
     if not report_path.exists() or args.re_export:
-        train = banking77("train")
-        dev = stratified_split(train, dev_ratio=0.1, test_ratio=0.0, seed=42)["dev"]
-        dev = dev[dev["label"].isin(known_data)]
+        if known_data == set(intent_groups()["known"]):  # a `train --held-out` model: its own dev carve
+            dev = held_out_frames()["dev"]
+        else:
+            dev = stratified_split(banking77("train"), dev_ratio=0.1, test_ratio=0.0, seed=42)["dev"]
+            dev = dev[dev["label"].isin(known_data)]
         t = time.perf_counter()
         export_variants(model_dir, dev["text"].tolist(), dev["label"].tolist(), num_threads=args.threads)
         print(f"exported + checked ONNX on {len(dev)} dev rows in {time.perf_counter() - t:.0f} s", flush=True)
@@ -453,10 +459,21 @@ def cmd_speed(args: argparse.Namespace) -> int:
             f"({v}) " + " / ".join(f"{x:.0f}" for x in xs) for v, xs in rounds.items()))  # fmt: skip
     if ref and "d" in results:
         oos_share = {
-            v: float(np.mean([x == OOS_PREDICTED for x in results[v]["labels"]])) for v in "bcd" if v in results
+            v: float(np.mean([x == OOS_PREDICTED for x in results[v]["labels"]]))
+            for v in ("b", "c", "d", "bf16")
+            if v in results
         }
         print(f"\nout-of-scope share of answers: {', '.join(f'({v}) {100 * s:.1f} %' for v, s in oos_share.items())}")
-    print("\nONNX checks on dev: " + "; ".join(
+    from intent_mlops.inference.cpu import bf16_matmul, int8_dot_product
+    from intent_mlops.inference.predictor import onnx_folder, passing_variants
+
+    folder = onnx_folder(model_dir)
+    batch = (passing_variants(folder, "throughput") if folder else []) or ["torch fp32"]
+    online = (passing_variants(folder, "latency") if folder else []) or ["torch fp32"]
+    print(f"\nthis CPU: int8 dot product (VNNI/AMX) {int8_dot_product()}, bf16 units {bf16_matmul()}; "
+          f"int8 weights {onnx_report['variants'].get('int8', {}).get('weights', '?')}; the version would "
+          f"run {batch[0]} in batches and {online[0]} online")  # fmt: skip
+    print("variant checks on dev: " + "; ".join(
         f"{n}: agreement {100 * c['agreement']:.2f} %, accuracy delta {100 * (c['accuracy_delta'] or 0):+.2f} pt, "
         f"passed {c['passed']}, {c['bytes'] / 1e6:.1f} MB" for n, c in onnx_report["variants"].items()))  # fmt: skip
     print(f"total {(time.perf_counter() - t_all) / 60:.1f} min", flush=True)
@@ -464,6 +481,120 @@ def cmd_speed(args: argparse.Namespace) -> int:
         slim = {v: {k: x for k, x in r.items() if k not in ("labels", "argmax")} for v, r in results.items()}
         args.json.write_text(json.dumps({"command": command, "results": slim, "onnx": onnx_report}, indent=2))
     return 0
+
+
+# -------------------------------------------------------------------------------------------- endpoint
+
+_SERVE = """
+import sys, mlflow, uvicorn
+from intent_mlops.inference.server import build_app
+uvicorn.run(build_app(mlflow.pyfunc.load_model(sys.argv[1])), host="127.0.0.1", port=int(sys.argv[2]),
+            log_level="warning")
+"""
+
+
+def _endpoint_latency(
+    model_uri: str, env: dict[str, str], texts: list[str], warmup: int, bare_list: bool = False
+) -> dict[str, Any]:
+    """Serve ``model_uri`` with this project's endpoint (MLflow's scoring app, see ``serve-model``) in a
+    child process; time one-utterance POSTs to ``/invocations`` over one keep-alive connection."""
+    import http.client
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    proc = subprocess.Popen([sys.executable, "-c", _SERVE, model_uri, str(port)], env=env, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                conn.request("GET", "/ping")
+                ping = conn.getresponse()
+                ping.read()
+                if ping.status == 200:
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the endpoint for {model_uri} did not start")
+            time.sleep(0.5)
+        lat, statuses = [], []
+        for i, text in enumerate(texts[:warmup] + texts):
+            body = json.dumps({"inputs": [text]} if bare_list else {"inputs": {"text": [text]}})
+            t = time.perf_counter()
+            conn.request("POST", "/invocations", body=body, headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            resp.read()
+            if i >= warmup:
+                lat.append(time.perf_counter() - t)
+                statuses.append(resp.status)
+        return {
+            "p50_ms": 1000 * float(np.percentile(lat, 50)), "p95_ms": 1000 * float(np.percentile(lat, 95)),
+            "p99_ms": 1000 * float(np.percentile(lat, 99)), "requests": len(lat),
+            "non_200": sum(1 for s in statuses if s != 200),
+        }  # fmt: skip
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def cmd_endpoint(args: argparse.Namespace) -> int:
+    """Single-request latency through the HTTP endpoint: (a) the transformers flavour as MLflow serves
+    it, and this project's pyfunc (the variant the version would serve, and fp32 torch)."""
+    import tempfile
+
+    import mlflow
+    from transformers import pipeline
+
+    from intent_mlops.inference.pyfunc import USE_ONNX_ENV, default_pip_requirements, log_pyfunc
+    from intent_mlops.model.loading import load_model
+
+    load0 = os.getloadavg()
+    texts = banking77("test").sample(n=args.requests, random_state=1)["text"].tolist()
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    rows: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        uri = f"sqlite:///{tmp}/mlflow.db"
+        mlflow.set_tracking_uri(uri)
+        env["MLFLOW_TRACKING_URI"] = uri
+        tok, model = load_model(str(args.model_dir))
+        flavour = Path(tmp) / "transformers-flavour"
+        mlflow.transformers.save_model(
+            transformers_model=pipeline("text-classification", model=model, tokenizer=tok, device="cpu"),
+            path=str(flavour), task="text-classification", pip_requirements=default_pip_requirements(onnx=False),
+        )  # fmt: skip
+        del model
+        exp = mlflow.create_experiment("bench-endpoint", artifact_location=(Path(tmp) / "artifacts").as_uri())
+        with mlflow.start_run(experiment_id=exp):
+            info = log_pyfunc(args.model_dir, name="model")
+        # the transformers flavour's signature takes a bare list of strings
+        rows["(a) MLflow transformers flavour"] = _endpoint_latency(str(flavour), env, texts, args.warmup, True)
+        served = _endpoint_latency(info.model_uri, env, texts, args.warmup)
+        rows[f"this project's pyfunc, the variant it serves online ({_served_backend(args.model_dir)})"] = served
+        rows["this project's pyfunc, torch fp32"] = _endpoint_latency(
+            info.model_uri, {**env, USE_ONNX_ENV: "0"}, texts, args.warmup
+        )
+    command = "python bench/inference.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    print(f"\n{dt.datetime.now().strftime('%Y-%m-%d %H:%M')}, `{command}`, {os.cpu_count()} CPUs, "
+          f"{args.threads} threads; load average at start {load0[0]:.1f}, at end {os.getloadavg()[0]:.1f}; "
+          f"{args.requests} BANKING77 test utterances, one per POST /invocations over one keep-alive "
+          f"connection, after {args.warmup} warm-up requests\n")  # fmt: skip
+    print("| endpoint | p50 ms | p95 ms | p99 ms | requests | non-200 |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, r in rows.items():
+        print(f"| {name} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['requests']} | "
+              f"{r['non_200']} |")  # fmt: skip
+    return 0
+
+
+def _served_backend(model_dir: Path) -> str:
+    from intent_mlops.inference.predictor import onnx_folder, passing_variants
+
+    folder = onnx_folder(model_dir)
+    ok = passing_variants(folder, prefer="latency") if folder else []
+    return ok[0] if ok else "fp32 torch"
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
@@ -532,11 +663,16 @@ def main() -> int:
     sp.add_argument("--model-dir", type=Path, required=True)
     sp.add_argument("--rows", type=int, default=0, help="test rows (0: all 3,080)")
     sp.add_argument("--single", type=int, default=200, help="single-utterance calls for the latency figures")
-    sp.add_argument("--variants", default="a,b,c,d")
+    sp.add_argument("--variants", default="a,b,c,d,bf16")
     sp.add_argument("--repeat", type=int, default=2, help="interleaved rounds; each variant's best is reported")
     sp.add_argument("--threads", type=int, default=2)
     sp.add_argument("--re-export", action="store_true")
     sp.add_argument("--json", type=Path, default=None)
+    e = sub.add_parser("endpoint", help="single-request latency through the HTTP endpoint")
+    e.add_argument("--model-dir", type=Path, required=True)
+    e.add_argument("--requests", type=int, default=300)
+    e.add_argument("--warmup", type=int, default=20)
+    e.add_argument("--threads", type=int, default=2)
     b = sub.add_parser("batch", help="predict_file over many rows: peak RSS and rows/s")
     b.add_argument("--model-dir", type=Path, required=True)
     b.add_argument("--rows", type=int, default=200_000)
@@ -560,6 +696,7 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     commands = {
         "train": cmd_train, "ood": cmd_ood, "ood-data": cmd_ood_data, "speed": cmd_speed, "batch": cmd_batch,
+        "endpoint": cmd_endpoint,
         "_variant": run_variant,
     }  # fmt: skip
     return commands[args.cmd](args)

@@ -31,7 +31,9 @@ ONNX_FP32, ONNX_INT8 = "model.onnx", "model.int8.onnx"
 ONNX_VARIANTS = {"fp32": ONNX_FP32, "int8": ONNX_INT8}
 # bf16 is not a file: the torch model cast to bfloat16 at load time, checked like the ONNX variants
 TORCH_BF16 = "bf16"
-SPEED_ORDER = ("int8", TORCH_BF16, "fp32")  # fastest first (docs/benchmarks.md), among the passing ones
+# Fastest first among the passing variants, measured on 2 cores (docs/benchmarks.md): in batches, bf16 torch
+# (1,199 utterances/s) beats ONNX fp32 (588); for one utterance per call ONNX fp32 (2.7 ms) beats it (6.7 ms).
+ORDER = {"throughput": ("int8", TORCH_BF16, "fp32"), "latency": ("int8", "fp32", TORCH_BF16)}
 ONNX_REPORT = "variants.json"
 DEFAULT_MAX_LENGTH = 128
 DEFAULT_BATCH_SIZE = 64
@@ -112,9 +114,9 @@ def onnx_folder(model_dir: Path | str) -> Path | None:
     return None
 
 
-def passing_variants(folder: Path) -> list[str]:
+def passing_variants(folder: Path, prefer: str = "throughput") -> list[str]:
     """Variants whose check against fp32 torch passed (``variants.json``) and that this CPU runs
-    well, fastest first (:data:`SPEED_ORDER`)."""
+    well, fastest first for ``prefer`` (``throughput``: batches; ``latency``: one request at a time)."""
     report = folder / ONNX_REPORT
     if not report.exists():
         return []
@@ -135,7 +137,8 @@ def passing_variants(folder: Path) -> list[str]:
             folder,
         )
         ok.remove("int8")
-    return sorted(ok, key=lambda n: SPEED_ORDER.index(n) if n in SPEED_ORDER else len(SPEED_ORDER))
+    order = ORDER[prefer]
+    return sorted(ok, key=lambda n: order.index(n) if n in order else len(order))
 
 
 def weights_fingerprint(folder: Path | str) -> str:
@@ -159,14 +162,16 @@ def _calibration(*folders: Path) -> OodCalibration | None:
     return None
 
 
-def _fast_variant(root: Path, weights: Path, variant: str | None, num_threads: int | None) -> OnnxBackend | str:
+def _fast_variant(
+    root: Path, weights: Path, variant: str | None, num_threads: int | None, prefer: str = "throughput"
+) -> OnnxBackend | str:
     """The variant asked for (missing: an error), else the fastest one whose check passed: an
     :class:`OnnxBackend`, or ``"bf16"`` / ``"fp32"`` for the torch model (fp32 with a warning when
     nothing passed)."""
     onnx_dir = onnx_folder(root) or onnx_folder(weights)
     chosen = variant
     if onnx_dir is not None and chosen is None:
-        ok = passing_variants(onnx_dir)
+        ok = passing_variants(onnx_dir, prefer)
         chosen = ok[0] if ok else None
     if chosen == TORCH_BF16:
         return TORCH_BF16
@@ -220,6 +225,7 @@ class Predictor:
         batch_size: int = DEFAULT_BATCH_SIZE,
         limits: Limits | None = None,
         calibration: bool = True,
+        prefer: str = "throughput",
     ) -> Predictor:
         """A predictor over a ``save_pretrained`` folder or a logged MLflow model folder (this project's
         pyfunc, or the transformers flavour).
@@ -227,8 +233,9 @@ class Predictor:
         ``ood.json`` in the folder (see :mod:`.calibrate`) turns on out-of-scope rejection
         (``calibration=False`` ignores it). ``use_onnx=True`` runs a faster variant checked at export
         time (``onnx/variants.json``): ``onnx_variant`` ("int8", "fp32" or "bf16", the torch model in
-        bfloat16), or by default the fastest one whose check passed and that this CPU runs well
-        (:data:`SPEED_ORDER`); with none it falls back to torch fp32 and logs a warning. With ONNX the
+        bfloat16), or by default the fastest one whose check passed and that this CPU runs well, for
+        ``prefer`` (:data:`ORDER`: ``throughput`` for batches, ``latency`` for an online endpoint); with
+        none it falls back to torch fp32 and logs a warning. With ONNX the
         torch weights are never loaded. ``model_version`` labels every prediction (default: a
         fingerprint of the weights).
         """
@@ -237,7 +244,7 @@ class Predictor:
         root = Path(resolve_model_path(str(model_dir)))
         weights, tok_dir = (Path(p) for p in model_folders(str(root)))
         calib = _calibration(root, weights) if calibration else None
-        fast = _fast_variant(root, weights, onnx_variant, num_threads) if use_onnx else "fp32"
+        fast = _fast_variant(root, weights, onnx_variant, num_threads, prefer) if use_onnx else "fp32"
         backend: Backend | None = fast if isinstance(fast, OnnxBackend) else None
         if backend is None:  # torch: fp32 (asked for, or nothing faster passed) or bf16
             from intent_mlops.model.loading import load_model

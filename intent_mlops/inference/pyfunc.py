@@ -76,9 +76,12 @@ def predictor_from_config(
     model_version: str | None = None,
     use_onnx: bool | None = None,
     num_threads: int | None = None,
+    prefer: str = "latency",
 ) -> Predictor:
     """The :class:`~.predictor.Predictor` a logged version describes (its ``model_config``: backend,
-    max_length, request limits); ``model_version`` / ``use_onnx`` / ``num_threads`` override it."""
+    max_length, request limits); ``model_version`` / ``use_onnx`` / ``num_threads`` override it.
+    ``prefer``: which passing variant runs, the lowest-latency one (the pyfunc, i.e. the online
+    endpoint) or the highest-throughput one (``throughput``, the batch flow)."""
     from intent_mlops.inference.predictor import Predictor
     from intent_mlops.inference.validation import Limits
 
@@ -91,6 +94,7 @@ def predictor_from_config(
         max_length=int(cfg.get("max_length", 128)),
         batch_size=int(cfg.get("batch_size", 64)),
         limits=Limits(int(cfg.get("max_chars", 2000)), int(cfg.get("max_batch", 1024))),
+        prefer=prefer,
     )
 
 

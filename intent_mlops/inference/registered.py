@@ -65,7 +65,8 @@ def load_predictor(
     ref: ModelRef, cache: Path, use_onnx: bool | None = None, num_threads: int | None = None
 ) -> Predictor:
     """The version's predictor with its logged settings (the logged model is downloaded once into
-    ``cache``); ``use_onnx`` overrides the logged backend choice."""
+    ``cache``); ``use_onnx`` overrides the logged backend choice. For batches: the passing variant
+    with the highest throughput runs."""
     import yaml
 
     from intent_mlops.inference.pyfunc import predictor_from_config
@@ -75,4 +76,4 @@ def load_predictor(
     if "artifacts" not in flavor:
         raise ValueError(f"{ref.label} was not logged as this project's pyfunc model; retrain it to predict with it")
     cfg = flavor.get("config") or {}  # the MLmodel key of log_model(model_config=...)
-    return predictor_from_config(folder, cfg, ref.label, use_onnx, num_threads)
+    return predictor_from_config(folder, cfg, ref.label, use_onnx, num_threads, prefer="throughput")

@@ -88,6 +88,8 @@ def test_failed_variant_is_not_picked(exported: Path, tmp_path: Path, monkeypatc
     report_path.write_text(json.dumps(report))
     monkeypatch.setattr(predictor_module, "bf16_matmul", lambda: True)
     assert Predictor.load(folder, use_onnx=True).backend_name == "torch-bf16", "int8 failed: the next fastest"
+    online = Predictor.load(folder, use_onnx=True, prefer="latency")
+    assert online.backend_name == "onnx-fp32", "one request at a time: ONNX fp32 answers sooner than bf16 torch"
     monkeypatch.setattr(predictor_module, "bf16_matmul", lambda: False)
     assert Predictor.load(folder, use_onnx=True).backend_name == "onnx-fp32", "no bf16 units: not bf16"
     for v in report["variants"].values():
