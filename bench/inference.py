@@ -594,7 +594,7 @@ def _served_backend(model_dir: Path) -> str:
 
     folder = onnx_folder(model_dir)
     ok = passing_variants(folder, prefer="latency") if folder else []
-    return ok[0] if ok else "fp32 torch"
+    return {"int8": "ONNX int8", "fp32": "ONNX fp32", "bf16": "torch bf16"}.get(ok[0], ok[0]) if ok else "torch fp32"
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
