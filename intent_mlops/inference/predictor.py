@@ -141,6 +141,11 @@ def passing_variants(folder: Path, prefer: str = "throughput") -> list[str]:
     return sorted(ok, key=lambda n: order.index(n) if n in order else len(order))
 
 
+def variant_backend(variant: str) -> str:
+    """The ``backend_name`` a Predictor running ``variant`` reports."""
+    return f"torch-{variant}" if variant == TORCH_BF16 else f"onnx-{variant}"
+
+
 def weights_fingerprint(folder: Path | str) -> str:
     """``sha256:<12 hex>`` of the model weights: a version label that follows the content."""
     folder = Path(folder)
@@ -177,7 +182,7 @@ def _fast_variant(
         return TORCH_BF16
     path = onnx_dir / ONNX_VARIANTS.get(chosen or "", "?") if onnx_dir is not None else None
     if path is not None and path.exists():
-        return OnnxBackend(path, num_threads, name=f"onnx-{chosen}")
+        return OnnxBackend(path, num_threads, name=variant_backend(str(chosen)))
     if variant is not None:
         raise FileNotFoundError(f"{root}: no ONNX variant {variant!r} under {ONNX_DIR}/")
     log.warning("%s: no checked fast variant under %s/; using torch fp32", root, ONNX_DIR)

@@ -168,7 +168,7 @@ def log_pyfunc(
     import pandas as pd
     from mlflow.models import infer_signature
 
-    from intent_mlops.inference.predictor import Predictor, onnx_folder, passing_variants
+    from intent_mlops.inference.predictor import Predictor, onnx_folder, passing_variants, variant_backend
 
     model_dir = Path(model_dir)
     folder = onnx_folder(model_dir)
@@ -176,11 +176,17 @@ def log_pyfunc(
     if use_onnx is None:
         use_onnx = has_onnx
     example = list(input_example or ["where is my order", "I forgot my password", "what time do you open"])
-    predictor = Predictor.load(model_dir, use_onnx=use_onnx, model_version=model_version, max_length=max_length)
+    # what the logged model runs where it is loaded like here: online (pyfunc) and in batches (batch flow)
+    predictor = Predictor.load(
+        model_dir, use_onnx=use_onnx, model_version=model_version, max_length=max_length, prefer="latency"
+    )
+    batch = passing_variants(folder, "throughput")[:1] if use_onnx and folder is not None else []
+    batch_backend = variant_backend(batch[0]) if batch else predictor.backend_name
     model_config = {
         "use_onnx": bool(use_onnx),
         "model_version": predictor.model_version,
         "backend": predictor.backend_name,
+        "batch_backend": batch_backend,
         "top_k": top_k,
         "max_length": max_length,
         **(extra_config or {}),

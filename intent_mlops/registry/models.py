@@ -32,13 +32,16 @@ class RegisteredVersion:
     model_uri: str
 
 
-def serving_tags(model_dir: Path | str, backend: str) -> dict[str, str]:
-    """``ood.*`` (score, threshold, target) and ``serving.backend``: the registry alone says how the
-    version answers out of scope and what runs it."""
+def serving_tags(model_dir: Path | str, backend: str, batch_backend: str | None = None) -> dict[str, str]:
+    """``ood.*`` (score, threshold, target), ``serving.backend`` (what answers the online endpoint) and
+    ``serving.batch_backend`` (what runs batch files): the registry alone says how the version answers
+    out of scope and what runs it, on the machine that trained it (a serving CPU without VNNI or
+    bf16 units picks the next passing variant)."""
     from intent_mlops.inference.ood import OodCalibration
 
     calib = OodCalibration.load(model_dir)
-    return {**(calib.tags() if calib else {"ood.score": "none"}), "serving.backend": backend}
+    tags = {**(calib.tags() if calib else {"ood.score": "none"}), "serving.backend": backend}
+    return tags | {"serving.batch_backend": batch_backend or backend}
 
 
 def log_and_register(
@@ -73,7 +76,8 @@ def log_and_register(
     client = mlflow.MlflowClient()
     version = str(info.registered_model_version)
     config = (info.flavors.get("python_function") or {}).get("config") or {}  # MLmodel key of model_config
-    all_tags = {**tags, **serving_tags(model_dir, str(config.get("backend", "unknown")))}
+    backend = str(config.get("backend", "unknown"))
+    all_tags = {**tags, **serving_tags(model_dir, backend, str(config.get("batch_backend", backend)))}
     for key, value in redact_mapping(all_tags).items():
         client.set_model_version_tag(registered_model, version, key, value)
     return RegisteredVersion(registered_model, version, run.info.run_id, info.model_uri)

@@ -106,6 +106,12 @@ def test_flow_trains_registers_and_tags_lineage(project: Path, monkeypatch: pyte
     assert variants["fused_operators"]["Attention"] >= 1, "eager attention export: the fusion applied"
     assert run.data.tags["onnx.fp32"] == "passed", variants
     assert mv.tags["serving.backend"].startswith("onnx-"), mv.tags["serving.backend"]
+    batch_backend = mv.tags["serving.batch_backend"]
+    assert batch_backend in {"onnx-int8", "onnx-fp32", "torch-bf16"}, batch_backend
+    assert (batch_backend == "torch-bf16") == (
+        run.data.tags.get("torch.bf16") == "passed"
+        and "int8" not in [n for n, v in variants["variants"].items() if v["passed"]]
+    ), "batches run bf16 exactly when it passed and int8 did not"
 
     # the served model is the project's predictor (same backend, calibration applied), its top intent
     # is the trained model's, and it stores no customer text
