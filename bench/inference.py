@@ -537,7 +537,11 @@ def _endpoint_latency(
         }  # fmt: skip
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def cmd_endpoint(args: argparse.Namespace) -> int:
@@ -590,11 +594,11 @@ def cmd_endpoint(args: argparse.Namespace) -> int:
 
 
 def _served_backend(model_dir: Path) -> str:
-    from intent_mlops.inference.predictor import onnx_folder, passing_variants
+    from intent_mlops.inference.predictor import onnx_folder, passing_variants, variant_backend
 
     folder = onnx_folder(model_dir)
     ok = passing_variants(folder, prefer="latency") if folder else []
-    return {"int8": "ONNX int8", "fp32": "ONNX fp32", "bf16": "torch bf16"}.get(ok[0], ok[0]) if ok else "torch fp32"
+    return variant_backend(ok[0]) if ok else "torch-fp32"
 
 
 def cmd_batch(args: argparse.Namespace) -> int:

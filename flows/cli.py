@@ -13,10 +13,11 @@ import argparse
 import gc
 import logging
 import os
+import re
 import shlex
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         if server is not None and not args.debug:
             what = "does not answer"
             if _server_errors(exc):
-                what = "keeps answering with server errors (HTTP 5xx: its database may be down; see its log)"
+                what = "keeps answering with server errors (HTTP 5xx: it or its database is failing; see its log)"
             print(
                 f"error: the MLflow tracking server {server} {what}; the run stays resumable: "
                 "bring the server back, then rerun the same command",
@@ -177,30 +178,35 @@ def _is_user_error(exc: BaseException) -> bool:
     return False
 
 
-def _unreachable_server(exc: BaseException | None) -> str | None:
-    """The tracking server's URL when ``exc`` (or what caused it) is MLflow giving up on a server that
-    refuses or drops connections (a fault of the environment, not of this run: no traceback)."""
+def _causes(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc`` and what caused it, innermost last (at most 10 links)."""
     seen = 0
     while exc is not None and seen < 10:
-        text = str(exc)
+        yield exc
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+
+
+def _unreachable_server(exc: BaseException | None) -> str | None:
+    """The tracking server's URL when ``exc`` (or what caused it) is MLflow giving up on a server that
+    refuses or drops connections, or keeps answering 5xx (a fault of the environment, not of this
+    run: no traceback)."""
+    for link in _causes(exc):
+        text = str(link)
         if "API request to" in text and ("Max retries exceeded" in text or "Connection refused" in text):
             from intent_mlops.config.redact import redact
 
             mlflow = sys.modules.get("mlflow")
             uri = mlflow.get_tracking_uri() if mlflow is not None else os.environ.get("MLFLOW_TRACKING_URI", "")
             return redact(str(uri))
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return None
+
+
+_SERVER_ERRORS = re.compile(r"too many 5\d\d error responses")  # urllib3's words when 5xx retries run out
 
 
 def _server_errors(exc: BaseException | None) -> bool:
     """Whether MLflow gave up because the server kept answering 5xx (not because it was unreachable)."""
-    seen = 0
-    while exc is not None and seen < 10:
-        if "error responses" in str(exc):  # urllib3's "too many 500 error responses"
-            return True
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return False
+    return any(_SERVER_ERRORS.search(str(link)) for link in _causes(exc))
 
 
 def _root(args: argparse.Namespace) -> Path:

@@ -151,12 +151,12 @@ class ServingConfig:
     onnx_int8_weights: str = _f(
         "auto",
         "int8 weights: s8 (signed: fast on CPUs with VNNI/AMX), u8 (unsigned: safe without VNNI), or auto (s8 "
-        "where the exporting CPU has VNNI; a serving CPU without it then falls back to the fp32 variant).",
+        "where the exporting x86 CPU has VNNI, else u8; a serving CPU without VNNI skips an s8 variant).",
     )
     use_onnx: bool = _f(
         True,
-        "Serve the fastest variant that passed its check and that the serving CPU runs well: ONNX int8, torch "
-        "bf16, ONNX fp32 (else fp32 torch).",
+        "Serve the fastest variant that passed its check and that the serving CPU runs well (batches: ONNX "
+        "int8, torch bf16, ONNX fp32; the online endpoint: ONNX int8, ONNX fp32, torch bf16); false: fp32 torch.",
     )
     max_chars: int = _f(2000, "Longest utterance a prediction request may carry (longer: a 400, not truncation).")
     max_batch: int = _f(1024, "Most utterances in one prediction request.")

@@ -3,7 +3,8 @@
 ``data/`` is tracked by ``data.dvc``; the ``prepare`` stage of ``dvc.yaml`` turns it into
 ``splits/`` and ``dvc.lock`` records both hashes. A training run on another git revision's
 data works in a detached git worktree of that revision that shares this project's DVC cache,
-so the user's workspace is never touched.
+so the user's workspace is never touched (a pull into the workspace itself only ever removes the
+partial files of an interrupted DVC copy, see ``remove_partial_copies``).
 """
 
 from __future__ import annotations
@@ -220,31 +221,35 @@ def pull(root: Path | str, rev: str | None = None, scratch: Path | str | None = 
     return _pull_revision(root, str(rev), Path(scratch) if scratch else root / WORKTREES)
 
 
-def remove_partial_copies(work: Path) -> list[Path]:
+def remove_partial_copies(work: Path, repo: Any | None = None) -> list[Path]:
     """Delete the half-written files a DVC copy killed mid-way left in ``data/`` or ``splits/``.
 
     DVC renames a copy into place only when it is complete, so such a file was never data; but DVC
     counts it as a change of the folder, and the run would stop with "has changes that data.dvc does
     not record" although the user changed nothing. A folder left empty by the removal is removed too.
+    It runs under DVC's repository lock, so the live temporary file of a DVC command running in the
+    same repository at that moment is never taken for a leftover (DVC holds the lock while it copies).
     Returns what was removed (logged as a warning).
     """
-    removed = []
-    for folder in (work / DATA_DIR, work / SPLITS_DIR):
-        if folder.is_dir():
-            here = [p for p in folder.rglob(".*.tmp") if p.is_file() and _DVC_PARTIAL.match(p.name)]
-            for path in here:
-                path.unlink()
-            removed += here
-            if here and not any(p.is_file() for p in folder.rglob("*")):
-                shutil.rmtree(folder)  # DVC reads an empty folder as changed data, a missing one as not checked out
+    removed: list[Path] = []
+    with (repo if repo is not None else _repo(work)).lock:
+        for folder in (work / DATA_DIR, work / SPLITS_DIR):
+            if folder.is_dir():
+                here = [p for p in folder.rglob(".*.tmp") if p.is_file() and _DVC_PARTIAL.match(p.name)]
+                for path in here:
+                    path.unlink()
+                removed += here
+                if here and not any(p.is_file() for p in folder.rglob("*")):
+                    # DVC reads an empty folder as changed data, a missing one as not checked out
+                    shutil.rmtree(folder)
     if removed:
         log.warning("removed %d partial file(s) of an interrupted DVC copy: %s", len(removed), removed)
     return removed
 
 
 def _pull_workspace(root: Path) -> DataVersion:
-    remove_partial_copies(root)
     repo = _repo(root)
+    remove_partial_copies(root, repo)
     target = str(root / DATA_DVC)
     status = repo.status(targets=[target])
     changed = [
@@ -377,8 +382,8 @@ def _pull_revision(root: Path, rev: str, scratch: Path) -> DataVersion:
     for name in ("dvc.yaml", "params.yaml"):
         if (root / name).exists():
             shutil.copy2(root / name, work / name)
-    remove_partial_copies(work)
     repo = _repo(work)
+    remove_partial_copies(work, repo)
     target = str(work / DATA_DVC)
     _pull_checked(repo, work, pull=bool(repo.status(targets=[target])))
     return DataVersion(
@@ -403,10 +408,11 @@ def _share_dvc_config(root: Path, work: Path) -> None:
 def reproduce_splits(workdir: Path | str) -> Splits:
     """``dvc repro prepare`` in ``workdir``; the splits' hash comes from ``dvc.lock``."""
     workdir = Path(workdir)
-    remove_partial_copies(workdir)
     # DVC resolves stage paths against the working directory: run it from the project.
     with contextlib.chdir(workdir):
-        _repo(workdir).reproduce(PREPARE_STAGE)
+        repo = _repo(workdir)
+        remove_partial_copies(workdir, repo)
+        repo.reproduce(PREPARE_STAGE)
     lock = yaml.safe_load((workdir / "dvc.lock").read_text()) or {}
     outs = lock.get("stages", {}).get(PREPARE_STAGE, {}).get("outs", [])
     if len(outs) != 1:

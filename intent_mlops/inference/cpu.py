@@ -1,11 +1,12 @@
 """What this CPU offers the int8 kernels of onnxruntime (MLAS) and torch's bf16 matmuls, read from
-``/proc/cpuinfo``.
+``/proc/cpuinfo`` (x86 flags; elsewhere, or with no flags, the safe choices: unsigned int8 weights
+and no bf16).
 
 Signed int8 weights (u8s8 kernels) are fast and exact where the CPU has an 8-bit dot-product
 instruction with 32-bit sums (x86 AVX-VNNI, AVX512-VNNI, AMX): on the 2-core CI machine they ran
-2.3x the unsigned-weight (u8u8) kernels (docs/benchmarks.md). Without it, the u8s8 kernels use
-``VPMADDUBSW``, whose 16-bit intermediate sums can saturate and cost accuracy; unsigned weights
-avoid that at the speed of fp32.
+2.2x the unsigned-weight (u8u8) kernels (docs/benchmarks.md). Without it, onnxruntime's u8s8
+kernels use ``VPMADDUBSW``, whose 16-bit intermediate sums can saturate (onnxruntime's quantization
+guide advises u8u8 or ``reduce_range`` there); unsigned weights avoid that at about fp32 speed.
 """
 
 from __future__ import annotations

@@ -130,12 +130,11 @@ def quantize(fp32: Path | str, int8: Path | str, weights: str = "u8") -> Path:
     quantised per batch at run time.
 
     ``weights``: ``s8`` (signed, u8s8 kernels) or ``u8`` (unsigned, u8u8 kernels); see
-    :func:`intent_mlops.inference.cpu.int8_weight_type`. Signed weights run 2.3x faster where the
-    CPU has VNNI/AMX (1,468 against 666 utterances/s on BANKING77 rows, 2 cores) with the same
-    agreement with fp32; without VNNI their 16-bit intermediate sums can saturate (a BANKING77
-    MiniLM's dev agreement was 97.7 % with signed and 99.1 % with unsigned weights on an AVX2-only
-    machine). Activation scales are computed per batch, so an utterance's int8 logits depend
-    slightly on the other utterances in its batch.
+    :mod:`intent_mlops.inference.cpu`. Signed weights ran 2.2x faster on the CI machine, which has
+    VNNI and AMX (1,468 against 666 utterances/s on BANKING77 rows, 2 cores), with the same
+    agreement with fp32 (96.9 % on a 3-epoch model's test rows); without VNNI onnxruntime's u8s8
+    kernels can saturate, so ``auto`` picks unsigned weights there. Activation scales are computed
+    per batch, so an utterance's int8 logits depend slightly on the other utterances in its batch.
     """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic

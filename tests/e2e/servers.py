@@ -239,57 +239,92 @@ def answers(url: str) -> bool:
 
 def start_detached(cmd: list[str], env: Mapping[str, str], log: Path, ready_url: str, timeout: float = 180) -> Any:
     """Start ``cmd`` in its own process group, output appended to ``log``; return once ``ready_url``
-    answers 200. For servers a test kills and starts again on the same port (see :func:`kill_group`)."""
+    answers 200. For servers a test kills and starts again on the same port (see :func:`kill_group`).
+    A server that does not come up is stopped (tree) before the failure is raised."""
     with open(log, "ab") as fh:
         proc = subprocess.Popen(cmd, env=dict(env), stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + timeout
-    while not answers(ready_url):
-        assert proc.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
-        time.sleep(0.5)
+    try:
+        deadline = time.monotonic() + timeout
+        while not answers(ready_url):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
+            time.sleep(0.5)
+    except BaseException:
+        stop_tree(proc.pid, grace=5)
+        proc.wait()
+        raise
     return proc
 
 
-def kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL ``proc``'s process group, as a crash or an OOM kill would end it."""
-    if proc.poll() is None:
+def kill_group(proc: subprocess.Popen[Any]) -> None:
+    """SIGKILL ``proc``'s process group, as a crash or an OOM kill would end it: the group's other
+    members too (uvicorn under ``mlflow server``), even when the leader has already exited."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    proc.wait()
 
 
 class PrivatePostgres:
     """A PostgreSQL cluster of the test's own (``initdb`` in a temporary folder, loopback TCP only,
     trust auth), so a test can stop and restart the database under a server; the shared instance
     on :5432 must stay up for everything else. As root, the cluster runs as the ``postgres`` user,
-    because PostgreSQL refuses to run as root."""
+    because PostgreSQL refuses to run as root. Use it as a context manager: the cluster is stopped
+    and its folder removed on exit, and at interpreter exit if the test process is torn down first."""
 
     def __init__(self, port: int) -> None:
         import shutil
         import tempfile
+        import weakref
 
         self.port = port
         self.bin = Path(shutil.which("pg_ctl") or "pg_ctl").resolve().parent
         self.root = Path(tempfile.mkdtemp(prefix="intent-mlops-pg-"))
         self.data = self.root / "data"
         self.log = self.root / "postgres.log"
-        self.as_user: list[str] = []
-        if os.geteuid() == 0:
-            self.as_user = ["runuser", "-u", "postgres", "--"]
-            self.root.chmod(0o755)
-            shutil.chown(self.root, "postgres")
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+        self.as_user: list[str] = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        self._finalizer = weakref.finalize(self, PrivatePostgres._cleanup, self.bin, self.data, self.root, self.as_user)
+
+    def __enter__(self) -> PrivatePostgres:
+        try:
+            if self.as_user:
+                import shutil
+
+                self.root.chmod(0o755)
+                shutil.chown(self.root, "postgres")
+            self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @staticmethod
     def unavailable() -> str | None:
+        """Why a private cluster cannot be made here (None: it can)."""
+        import pwd
         import shutil
 
         if not (shutil.which("initdb") and shutil.which("pg_ctl")):
             return "initdb / pg_ctl not on PATH (PostgreSQL server binaries)"
+        if os.geteuid() == 0:
+            if not shutil.which("runuser"):
+                return "running as root without runuser (PostgreSQL refuses to run as root)"
+            try:
+                pwd.getpwnam("postgres")
+            except KeyError:
+                return "running as root and there is no postgres user to run the cluster as"
+        try:
+            import psycopg2  # noqa: F401
+        except ImportError:
+            return "psycopg2 is not installed (the dev extra)"
         return None
 
     def _run(self, tool: str, *args: str) -> str:
         done = subprocess.run(
             [*self.as_user, str(self.bin / tool), *args], capture_output=True, text=True, timeout=120,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL, cwd=self.root,
         )  # fmt: skip
         assert done.returncode == 0, f"{tool} {' '.join(args)}: {done.stdout}{done.stderr}"
         return done.stdout
@@ -317,11 +352,17 @@ class PrivatePostgres:
             conn.close()
 
     def close(self) -> None:
+        self._finalizer()
+
+    @staticmethod
+    def _cleanup(bin_dir: Path, data: Path, root: Path, as_user: list[str]) -> None:
         import shutil
 
-        with contextlib.suppress(AssertionError, subprocess.TimeoutExpired):
-            self.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
+        if (data / "postmaster.pid").exists():  # running: stop it, whatever state the test left
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+                               capture_output=True, timeout=60, cwd=root, stdin=subprocess.DEVNULL)  # fmt: skip
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def checkout_with_code(project: Path) -> Path:

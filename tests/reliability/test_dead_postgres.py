@@ -21,7 +21,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.e2e.servers import PrivatePostgres, free_port, kill_group, start_detached
+from tests.e2e.servers import PrivatePostgres, free_port, kill_group, service, start_detached
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
@@ -31,13 +31,9 @@ def postgres() -> Iterator[PrivatePostgres]:
     why = PrivatePostgres.unavailable()
     if why:
         pytest.skip(why)
-    pg = PrivatePostgres(free_port())
-    try:
-        pg.start()
+    with PrivatePostgres(free_port()) as pg:
         pg.create_database("mlflow")
         yield pg
-    finally:
-        pg.close()
 
 
 def test_postgres_stopped_under_the_mlflow_server_mid_training(
@@ -60,18 +56,15 @@ def test_postgres_stopped_under_the_mlflow_server_mid_training(
             "--set", "train.checkpoint_every_steps=3",
         ]  # fmt: skip
         env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "MLFLOW_TRACKING_URI": url}
-        first = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         runs = project / ".intent-mlops" / "runs"
-        deadline = time.monotonic() + 300
-        while not list(runs.glob("*/checkpoint/trainer_state.pt")):
-            assert first.poll() is None, first.communicate()[0][-3000:]
-            assert time.monotonic() < deadline, "no checkpoint within 300 s"
-            time.sleep(0.1)
-        postgres.stop()
-        stopped_at = time.monotonic()
-        out, _ = first.communicate(timeout=900)
-        failed_after = time.monotonic() - stopped_at
-        assert first.returncode not in (0, None), out[-3000:]
+        with service("train-first", cmd, env, tmp_path / "logs") as first:
+            first.wait_until(lambda: bool(list(runs.glob("*/checkpoint/trainer_state.pt"))), 300, "a checkpoint")
+            postgres.stop()
+            stopped_at = time.monotonic()
+            first.proc.wait(timeout=900)
+            failed_after = time.monotonic() - stopped_at
+        out = first.tail(10**6)
+        assert first.proc.returncode not in (0, None), out[-3000:]
         assert "Traceback" not in out, out[-4000:]
         last = out.strip().splitlines()[-1]
         assert last.startswith("error: ") and url in last and "HTTP 5xx" in last, out[-3000:]

@@ -19,7 +19,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.e2e.servers import clean_env, free_port, kill_group, start_detached
+from tests.e2e.servers import clean_env, free_port, kill_group, service, start_detached
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
@@ -42,18 +42,15 @@ def test_prefect_server_restarted_mid_training(
             "--set", "train.checkpoint_every_steps=3",
         ]  # fmt: skip
         env = {**os.environ, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PREFECT_HOME": str(tmp_path / "c")}
-        run = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         runs = project / ".intent-mlops" / "runs"
-        deadline = time.monotonic() + 300
-        while not list(runs.glob("*/checkpoint/trainer_state.pt")):
-            assert run.poll() is None, run.communicate()[0][-3000:]
-            assert time.monotonic() < deadline, "no checkpoint within 300 s"
-            time.sleep(0.1)
-        kill_group(server)
-        time.sleep(5)
-        server = _start(home, port, log)
-        out, _ = run.communicate(timeout=900)
-        assert run.returncode == 0, out[-4000:]
+        with service("train", cmd, env, tmp_path / "logs") as run:
+            run.wait_until(lambda: bool(list(runs.glob("*/checkpoint/trainer_state.pt"))), 300, "a checkpoint")
+            kill_group(server)
+            time.sleep(5)
+            server = _start(home, port, log)
+            run.proc.wait(timeout=900)
+        out = run.tail(10**6)
+        assert run.proc.returncode == 0, out[-4000:]
         assert "Traceback" not in out, out[-4000:]
         with sqlite3.connect(home / "prefect.db") as db:
             states = [r[0] for r in db.execute("select state_type from flow_run where name is not null")]

@@ -194,6 +194,22 @@ def test_an_unreachable_tracking_server_is_one_line_naming_it(
     assert err.startswith("error: the MLflow tracking server http://***@127.0.0.1:9 does not answer"), err
     assert "s3cret" not in err and "Traceback" not in err
 
+    # a server that answers, but only 500s (its database stopped): said so, not "does not answer"
+    failing = MlflowException(
+        "API request to http://127.0.0.1:9/api/2.0/mlflow/runs/log-batch failed with exception "
+        "HTTPConnectionPool(host='127.0.0.1', port=9): Max retries exceeded with url: ... "
+        "(Caused by ResponseError('too many 500 error responses'))"
+    )
+
+    def fail_5xx(args: object, root: Path) -> int:
+        raise RuntimeError("Finished in state Failed") from failing
+
+    monkeypatch.setattr(cli_module, "_dispatch", fail_5xx)
+    assert cli_module.main(["--project", str(REPO), "history"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "keeps answering with server errors (HTTP 5xx" in err and "does not answer" not in err, err
+    assert not cli_module._server_errors(RuntimeError("too many 429 error responses")), "a 429 is not a 5xx"
+
     def bug(args: object, root: Path) -> int:
         raise MlflowException("RESOURCE_DOES_NOT_EXIST: something else")
 

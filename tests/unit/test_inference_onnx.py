@@ -92,10 +92,31 @@ def test_failed_variant_is_not_picked(exported: Path, tmp_path: Path, monkeypatc
     assert online.backend_name == "onnx-fp32", "one request at a time: ONNX fp32 answers sooner than bf16 torch"
     monkeypatch.setattr(predictor_module, "bf16_matmul", lambda: False)
     assert Predictor.load(folder, use_onnx=True).backend_name == "onnx-fp32", "no bf16 units: not bf16"
+    # unsigned int8 weights run at about fp32 speed: batches prefer bf16 to them, the endpoint does not
+    report["variants"]["int8"].update(passed=True, weights="u8")
+    report_path.write_text(json.dumps(report))
+    monkeypatch.setattr(predictor_module, "bf16_matmul", lambda: True)
+    assert Predictor.load(folder, use_onnx=True).backend_name == "torch-bf16"
+    assert Predictor.load(folder, use_onnx=True, prefer="latency").backend_name == "onnx-int8"
     for v in report["variants"].values():
         v["passed"] = False
     report_path.write_text(json.dumps(report))
     assert Predictor.load(folder, use_onnx=True).backend_name == "torch-fp32"
+    with pytest.raises(ValueError, match="prefer"):
+        Predictor.load(folder, use_onnx=True, prefer="fastest")
+
+
+def test_bf16_is_not_checked_without_bf16_units(
+    tiny_classifier: Path,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from intent_mlops.inference import onnx_export
+
+    folder = Path(shutil.copytree(tiny_classifier, tmp_path / "m"))
+    monkeypatch.setattr(onnx_export, "bf16_matmul", lambda: False)
+    report = onnx_export.export_variants(folder, TEXTS, variants=("fp32", "bf16"), min_agreement=0.5)
+    assert set(report["variants"]) == {"fp32"}, "no bf16 units: the bf16 variant is neither checked nor shipped"
 
 
 def test_bf16_variant_is_checked_against_fp32(exported: Path) -> None:
@@ -131,7 +152,7 @@ def test_signed_int8_is_not_served_without_vnni(
     report = json.loads((exported / "onnx" / "variants.json").read_text())
     assert report["variants"]["int8"]["weights"] in ("s8", "u8"), "the report records the weight type"
     folder = Path(shutil.copytree(exported, tmp_path / "m"))
-    report["variants"]["int8"]["weights"] = "s8"
+    report["variants"]["int8"].update(weights="s8", passed=True)
     (folder / "onnx" / "variants.json").write_text(json.dumps(report))
     monkeypatch.setattr(predictor_module, "bf16_matmul", lambda: False)
     monkeypatch.setattr(predictor_module, "int8_dot_product", lambda: True)
