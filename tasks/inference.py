@@ -16,7 +16,7 @@ from intent_mlops.data import versioning
 from intent_mlops.data.split import SplitPaths, load_splits
 from intent_mlops.inference.calibrate import calibrate_for_config
 from intent_mlops.inference.onnx_export import export_checked_variants
-from intent_mlops.inference.predictor import TORCH_BF16
+from intent_mlops.inference.predictor import variant_backend
 from intent_mlops.registry import tracking
 from intent_mlops.train.fit import texts_labels
 from intent_mlops.train.loop import TrainResult
@@ -63,7 +63,7 @@ def export_onnx(cfg: Config, result: TrainResult, splits: versioning.Splits, run
     metrics: dict[str, float] = {}
     tags: dict[str, str] = {}
     for name, v in report["variants"].items():
-        kind = "torch" if name == TORCH_BF16 else "onnx"  # bf16: the torch model cast at load, no ONNX file
+        kind = variant_backend(name).split("-", 1)[0]  # onnx, or torch for bf16 (the model cast at load)
         metrics[f"{kind}_{name}_dev_agreement"] = float(v["agreement"])
         if v.get("accuracy_delta") is not None:
             metrics[f"{kind}_{name}_dev_accuracy_delta"] = float(v["accuracy_delta"])

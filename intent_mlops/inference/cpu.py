@@ -16,6 +16,7 @@ from pathlib import Path
 
 INT8_DOT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+INT8_WEIGHT_TYPES = ("s8", "u8")  # serving.onnx_int8_weights also takes "auto"
 
 
 @functools.cache

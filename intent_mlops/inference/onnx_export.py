@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from intent_mlops.inference.cpu import bf16_matmul, int8_weight_type
+from intent_mlops.inference.cpu import INT8_WEIGHT_TYPES, bf16_matmul, int8_weight_type
 from intent_mlops.inference.predictor import (
     ONNX_DIR,
     ONNX_FP32,
@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 OPSET = 17
 # fusions the BERT optimiser must find, or the export is refused (at least one of each group)
 REQUIRED_FUSIONS = (("Attention", "MultiHeadAttention"), ("SkipLayerNormalization",))
-INT8_WEIGHTS = ("s8", "u8")
 
 
 class ExportError(RuntimeError):
@@ -139,8 +138,8 @@ def quantize(fp32: Path | str, int8: Path | str, weights: str = "u8") -> Path:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    if weights not in INT8_WEIGHTS:
-        raise ValueError(f"int8 weights: expected one of {INT8_WEIGHTS}, got {weights!r}")
+    if weights not in INT8_WEIGHT_TYPES:
+        raise ValueError(f"int8 weights: expected one of {INT8_WEIGHT_TYPES}, got {weights!r}")
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # onnxruntime advises shape pre-processing via the root logger on every call

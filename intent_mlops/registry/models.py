@@ -32,7 +32,7 @@ class RegisteredVersion:
     model_uri: str
 
 
-def serving_tags(model_dir: Path | str, backend: str, batch_backend: str | None = None) -> dict[str, str]:
+def serving_tags(model_dir: Path | str, backend: str, batch_backend: str) -> dict[str, str]:
     """``ood.*`` (score, threshold, target), ``serving.backend`` (what answers the online endpoint) and
     ``serving.batch_backend`` (what runs batch files): the registry alone says how the version answers
     out of scope and what runs it, on the machine that trained it (a serving CPU without VNNI or
@@ -40,8 +40,11 @@ def serving_tags(model_dir: Path | str, backend: str, batch_backend: str | None 
     from intent_mlops.inference.ood import OodCalibration
 
     calib = OodCalibration.load(model_dir)
-    tags = {**(calib.tags() if calib else {"ood.score": "none"}), "serving.backend": backend}
-    return tags | {"serving.batch_backend": batch_backend or backend}
+    return {
+        **(calib.tags() if calib else {"ood.score": "none"}),
+        "serving.backend": backend,
+        "serving.batch_backend": batch_backend,
+    }
 
 
 def log_and_register(

@@ -20,6 +20,7 @@ import mlflow
 import pytest
 
 from tests.e2e.servers import free_port, kill_group, service, start_detached
+from tests.reliability.helpers import assert_failed_in_one_line, checkpoint_written, long_train_cmd
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
@@ -55,25 +56,17 @@ def test_mlflow_server_killed_mid_training(
     project: Path, tmp_path: Path, server: dict[str, object], record: Callable[[str, str], None]
 ) -> None:
     url = f"http://127.0.0.1:{server['port']}"
-    cmd = [
-        sys.executable, "-m", "flows.cli", "--project", str(project), "train",
-        "--set", "train.epochs=12", "--set", "train.early_stopping_patience=12",
-        "--set", "train.checkpoint_every_steps=3",
-    ]  # fmt: skip
+    cmd = long_train_cmd(project)
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "MLFLOW_TRACKING_URI": url}
-    runs = project / ".intent-mlops" / "runs"
     with service("train-first", cmd, env, tmp_path / "logs") as first:
-        first.wait_until(lambda: bool(list(runs.glob("*/checkpoint/trainer_state.pt"))), 300, "a checkpoint")
+        first.wait_until(checkpoint_written(project), 300, "a checkpoint")
         kill_group(server["proc"])  # type: ignore[arg-type]
         killed_at = time.monotonic()
         first.proc.wait(timeout=900)
         failed_after = time.monotonic() - killed_at
     out = first.tail(10**6)
-    assert first.proc.returncode not in (0, None), out[-3000:]
-    assert "Traceback" not in out, out[-4000:]
-    last = out.strip().splitlines()[-1]
-    assert last.startswith("error: ") and url in last, out[-3000:]
-    assert list(runs.glob("*/checkpoint/trainer_state.pt")), "the checkpoint stays for the rerun"
+    assert_failed_in_one_line(first.proc.returncode, out, url)
+    assert checkpoint_written(project)(), "the checkpoint stays for the rerun"
 
     server["proc"] = _start_server(project, int(server["port"]), server["log"])  # type: ignore[arg-type]
     second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)

@@ -20,6 +20,7 @@ import mlflow
 import pytest
 
 from tests.e2e.servers import clean_env, free_port, kill_group, service, start_detached
+from tests.reliability.helpers import checkpoint_written, long_train_cmd
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
@@ -36,15 +37,10 @@ def test_prefect_server_restarted_mid_training(
     home, port, log = tmp_path / "prefect-server-home", free_port(), tmp_path / "prefect-server.log"
     server = _start(home, port, log)
     try:
-        cmd = [
-            sys.executable, "-m", "flows.cli", "--project", str(project), "train",
-            "--set", "train.epochs=12", "--set", "train.early_stopping_patience=12",
-            "--set", "train.checkpoint_every_steps=3",
-        ]  # fmt: skip
+        cmd = long_train_cmd(project)
         env = {**os.environ, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PREFECT_HOME": str(tmp_path / "c")}
-        runs = project / ".intent-mlops" / "runs"
         with service("train", cmd, env, tmp_path / "logs") as run:
-            run.wait_until(lambda: bool(list(runs.glob("*/checkpoint/trainer_state.pt"))), 300, "a checkpoint")
+            run.wait_until(checkpoint_written(project), 300, "a checkpoint")
             kill_group(server)
             time.sleep(5)
             server = _start(home, port, log)

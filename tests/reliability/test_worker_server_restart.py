@@ -21,13 +21,13 @@ import mlflow
 import pytest
 
 from tests.e2e.servers import checkout_with_code, clean_env, free_port, kill_group, run, service, start_detached
+from tests.reliability.helpers import LONG_TRAINING, checkpoint_written
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
 BIN = Path(sys.executable).parent
 POOL = "intent-mlops"
 TRAIN = "train-intent-classifier/train"
-OVERRIDES = ["train.epochs=12", "train.early_stopping_patience=12", "train.checkpoint_every_steps=3"]
 
 
 async def _trigger(parameters: dict[str, Any]) -> Any:
@@ -74,9 +74,8 @@ def test_prefect_server_restarted_while_a_worker_runs_a_deployment(
             from prefect.settings import PREFECT_API_URL, temporary_settings
 
             with temporary_settings({PREFECT_API_URL: api}):
-                flow_run = asyncio.run(_trigger({"overrides": OVERRIDES}))
-            runs = checkout / ".intent-mlops" / "runs"
-            worker.wait_until(lambda: bool(list(runs.glob("*/checkpoint/trainer_state.pt"))), 600, "a checkpoint")
+                flow_run = asyncio.run(_trigger({"overrides": LONG_TRAINING}))
+            worker.wait_until(checkpoint_written(checkout), 600, "a checkpoint")
             kill_group(server)
             killed_at = time.monotonic()
             time.sleep(5)
@@ -88,7 +87,7 @@ def test_prefect_server_restarted_while_a_worker_runs_a_deployment(
                 retried = None
                 if not outcome.is_completed():
                     assert outcome.message, f"a failed run says why: {outcome}"
-                    retried = asyncio.run(_final(asyncio.run(_trigger({"overrides": OVERRIDES})).id, worker.alive))
+                    retried = asyncio.run(_final(asyncio.run(_trigger({"overrides": LONG_TRAINING})).id, worker.alive))
                     assert retried.state.is_completed(), f"{retried.state}\nworker log:\n{worker.tail()}"
             took = time.monotonic() - restarted_at
             assert worker.alive(), f"the worker keeps serving after the restart:\n{worker.tail()}"
