@@ -32,22 +32,48 @@ def _gated(root: Path, df: pd.DataFrame, source: str) -> pd.DataFrame:
 
 
 def data_import(root: Path, file: Path, *, append: bool = False, push: bool = True) -> int:
-    """``data import`` (replace) / ``data add`` (append): gate, write ``data/``, dvc add, push."""
+    """``data import`` (replace) / ``data add`` (append): gate, write ``data/``, dvc add, push.
+
+    Both first check the workspace against ``data.dvc`` (:func:`versioning.check_workspace`): work
+    it does not record is refused by name, before anything changes. ``add`` then appends to exactly
+    the rows ``data.dvc`` records (pulled, or regenerated on a fresh clone, as ``data ensure`` does),
+    never to whatever ``data/`` holds; rows of the batch that repeat existing rows are dropped,
+    tracked rows never are (a repeat the tracked data holds on purpose stays).
+    """
     df = data_io.read_csv(file)
     data_io.require_columns(df, file)
     incoming = data_io.canonical(df).set_axis(df.index)
     source = str(file)
-    if append and (root / versioning.DATA_FILE).exists():
-        # existing rows first, exact duplicates of them dropped; gate the result as a whole
+    tracked = (root / versioning.DATA_DVC).exists()
+    if append and not tracked:
+        raise DataError(
+            f"{root / versioning.DATA_DVC}: not found, so there are no tracked rows to add to; "
+            f"start with `intent-mlops data import {file}`"
+        )
+    if append:
+        _ensure(root)
         current = data_io.canonical(data_io.read_csv(root / versioning.DATA_FILE))
-        incoming = pd.concat([current, incoming], ignore_index=True).drop_duplicates()
+        batch = len(incoming)
+        incoming = incoming.drop_duplicates()
+        incoming = incoming[~_rows_in(incoming, current)]
+        if len(incoming) < batch:
+            print(f"{file}: {batch - len(incoming)} row(s) already in {versioning.DATA_FILE} or repeated, not added")
+        incoming = pd.concat([current, incoming], ignore_index=True)
         incoming.index = pd.RangeIndex(2, len(incoming) + 2, name="line")
         source = f"{root / versioning.DATA_FILE} + {file}"
+    elif tracked:
+        versioning.check_workspace(root)
     incoming = _gated(root, incoming, source)
     md5 = versioning.track(root, incoming, push=push)
     print(f"{versioning.DATA_FILE}: {len(incoming)} rows, tracked as {md5}")
     print("commit the new data version:  git add data.dvc && git commit -m 'data: ...'")
     return 0
+
+
+def _rows_in(rows: pd.DataFrame, existing: pd.DataFrame) -> pd.Series:
+    """Per row of ``rows``: whether the same (text, label) is in ``existing``."""
+    keys = pd.MultiIndex.from_frame(existing[["text", "label"]])
+    return pd.Series(pd.MultiIndex.from_frame(rows[["text", "label"]]).isin(keys), index=rows.index)
 
 
 def _default_corpus(root: Path) -> pd.DataFrame:
@@ -93,7 +119,15 @@ def data_ensure(root: Path) -> int:
     recorded = root / versioning.DATA_DVC
     if not recorded.exists():
         return data_generate(root)
+    _ensure(root)
+    return 0
+
+
+def _ensure(root: Path) -> None:
+    """``data/`` made to match an existing ``data.dvc`` (see :func:`data_ensure`); local work is refused."""
+    recorded = root / versioning.DATA_DVC
     before = versioning.dvc_file_md5(recorded)
+    versioning.check_workspace(root)  # unrecorded work stops here, never reaching the regeneration below
     try:
         versioning.pull(root)
     except Exception as exc:  # DVC raises many types; only one case may regenerate
@@ -103,9 +137,8 @@ def data_ensure(root: Path) -> int:
         after = versioning.dvc_file_md5(recorded)
         if after != before:  # cannot happen unless the generator changed; never leave it silently
             raise DataError(f"{recorded}: regenerated data hashes to {after}, not {before}") from None
-        return 0
+        return
     print(f"{versioning.DATA_FILE} matches {versioning.DATA_DVC} ({before})")
-    return 0
 
 
 def prepare(root: Path) -> int:

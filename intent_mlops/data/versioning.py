@@ -247,24 +247,48 @@ def remove_partial_copies(work: Path, repo: Any | None = None) -> list[Path]:
     return removed
 
 
+def check_workspace(root: Path | str, repo: Any | None = None) -> bool:
+    """Refuse ``data/`` when it holds work that ``data.dvc`` does not record; True when a pull is due.
+
+    The one check of the workspace before anything reads or replaces it (a run's pull, ``data add``,
+    ``data import``). Unrecorded work is a file whose content is neither what ``data.dvc`` records nor
+    saved in the DVC cache (DVC's own "unsaved file" rule): a checkout would destroy it, so the check
+    names it and stops. A workspace that merely holds another saved version (``git pull`` or ``git
+    checkout`` changed ``data.dvc``, ``dvc checkout`` not run yet) is no local change: the pull replaces it.
+    Nothing is changed here except the leftovers of an interrupted DVC copy (:func:`remove_partial_copies`).
+    """
+    root = Path(root)
+    repo = repo if repo is not None else _repo(root)
+    remove_partial_copies(root, repo)
+    status = repo.status(targets=[str(root / DATA_DVC)])
+    unsaved = _unsaved_files(root, repo) if status else []
+    if unsaved:
+        raise DataError(
+            f"{root / DATA_DIR}: has changes that {DATA_DVC} does not record ({', '.join(unsaved)}); "
+            "keep them with `intent-mlops data import FILE` (or `dvc add data`), "
+            f"or discard them with `dvc checkout --force {DATA_DVC}`"
+        )
+    return bool(status)
+
+
+def _unsaved_files(root: Path, repo: Any) -> list[str]:
+    """``data/...`` names of the files a checkout of ``data.dvc`` would lose (see :func:`check_workspace`)."""
+    from intent_mlops.data.io import file_md5
+
+    folder = root / DATA_DIR
+    recorded = set(_manifest(repo, dvc_file_md5(root / DATA_DVC)).values())
+    unsaved = []
+    for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
+        if path.is_file():
+            md5 = file_md5(path)
+            if md5 not in recorded and not repo.cache.local.exists(md5):
+                unsaved.append(path.relative_to(root).as_posix())
+    return unsaved
+
+
 def _pull_workspace(root: Path) -> DataVersion:
     repo = _repo(root)
-    remove_partial_copies(root, repo)
-    target = str(root / DATA_DVC)
-    status = repo.status(targets=[target])
-    changed = [
-        entry
-        for items in status.values()
-        for item in items
-        if isinstance(item, dict)
-        for entry in item.get("changed outs", {}).items()
-    ]
-    if any(state == "modified" for _, state in changed):
-        raise DataError(
-            f"{root / DATA_DIR}: has changes that {DATA_DVC} does not record; "
-            "run `intent-mlops data import FILE` (or `dvc add data`) first, or `dvc checkout data.dvc` to discard"
-        )
-    _pull_checked(repo, root, pull=bool(status))
+    _pull_checked(repo, root, pull=check_workspace(root, repo))
     return DataVersion(
         workdir=root,
         raw_csv=root / DATA_FILE,
