@@ -248,7 +248,7 @@ def _dispatch(args: argparse.Namespace, root: Path) -> int:
             if args.batch is not None:
                 return commands.data_generate_batch(root, args.batch)
             return commands.data_generate(root)
-        return _data_ensure(root)
+        return commands.data_ensure(root)
     if args.command == "prepare":
         return commands.prepare(root)
     raise AssertionError(args.command)
@@ -270,17 +270,6 @@ def _serve_model(args: argparse.Namespace, root: Path) -> int:
           """-d '{"inputs": {"text": ["where is my order"]}}'""")  # fmt: skip
     serve(ref, args.host, args.port)
     return 0
-
-
-def _data_ensure(root: Path) -> int:
-    """``data ensure``: DVC's "cache files do not exist" warning is the normal fresh-clone case here
-    (the default set is then regenerated); a real failure is still raised with DVC's message."""
-    from dvc.logger import set_loggers_level
-
-    from intent_mlops.data import commands
-
-    with set_loggers_level(logging.ERROR):
-        return commands.data_ensure(root)
 
 
 def _registry_command(args: argparse.Namespace, root: Path) -> int:

@@ -6,18 +6,19 @@ A file is gated before it replaces or extends the tracked data set, so a bad CSV
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 
 import pandas as pd
 
+from intent_mlops.config.params import load_config
 from intent_mlops.data import io as data_io
+from intent_mlops.data import versioning
 from intent_mlops.data.io import DataError, canonical, write_csv
 from intent_mlops.data.split import prepare_splits
-from intent_mlops.data import versioning
-from intent_mlops.config.params import load_config
-from intent_mlops.demo.corpus import generate, next_batch
 from intent_mlops.data.validation import ValidationError, gate_import
+from intent_mlops.demo.corpus import generate, next_batch
 
 
 def _gated(root: Path, df: pd.DataFrame, source: str) -> pd.DataFrame:
@@ -125,11 +126,15 @@ def data_ensure(root: Path) -> int:
 
 def _ensure(root: Path) -> None:
     """``data/`` made to match an existing ``data.dvc`` (see :func:`data_ensure`); local work is refused."""
+    from dvc.logger import set_loggers_level
+
     recorded = root / versioning.DATA_DVC
     before = versioning.dvc_file_md5(recorded)
     versioning.check_workspace(root)  # unrecorded work stops here, never reaching the regeneration below
     try:
-        versioning.pull(root)
+        # DVC's "cache files do not exist" warning is the normal fresh-clone case here; failures are raised
+        with set_loggers_level(logging.ERROR):
+            versioning.pull(root)
     except Exception as exc:  # DVC raises many types; only one case may regenerate
         if before != default_corpus_md5(root) or not versioning.is_missing_everywhere(root, before):
             raise DataError(f"{recorded}: could not pull {before}: {versioning.dvc_error(exc)}") from None

@@ -55,20 +55,29 @@ def test_summary_names_this_versions_aliases_and_a_duplicate(
     assert "decision: refused: failed significance\n" in text and "champion is version 1" in text
 
 
-def test_data_ensure_on_a_fresh_clone_prints_no_dvc_warning(tmp_path: Path) -> None:
-    """The regenerate path of a fresh clone is the normal case: no "cache files do not exist" warning."""
+@pytest.mark.parametrize("command", [["ensure"], ["add"]], ids=["ensure", "add"])
+def test_data_on_a_fresh_clone_prints_no_dvc_warning(tmp_path: Path, command: list[str]) -> None:
+    """The regenerate path of a fresh clone is the normal case: no "cache files do not exist" warning.
+    ``data add`` there appends to the regenerated default set (it never replaces it)."""
     root = tmp_path / "p"
     root.mkdir()
     shutil.copy(REPO / "params.yaml", root / "params.yaml")
     versioning.init_project(root, str(tmp_path / "remote"))
     shutil.copy(REPO / "data.dvc", root / "data.dvc")  # a clone: data.dvc, no data, empty remote
+    files = [str(tmp_path / "batch.csv")] if command == ["add"] else []
+    (tmp_path / "batch.csv").write_text(
+        "text,label\n" + "".join(f"where is parcel {i},track_order\n" for i in range(5))
+    )
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}
     done = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "--project", str(root), "data", "ensure"],
+        [sys.executable, "-m", "flows.cli", "--project", str(root), "data", *command, *files],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     output = done.stdout + done.stderr
     assert "WARNING" not in output and "do not exist" not in output, output
     assert "generated 3750 utterances" in output
-    assert versioning.dvc_file_md5(root / "data.dvc") == versioning.dvc_file_md5(REPO / "data.dvc")
+    if command == ["ensure"]:
+        assert versioning.dvc_file_md5(root / "data.dvc") == versioning.dvc_file_md5(REPO / "data.dvc")
+    else:
+        assert "data/intents.csv: 3755 rows" in output
