@@ -437,12 +437,16 @@ def _check_serving(i: ServingConfig) -> None:
 
 
 def describe() -> str:
-    """Every field with its default and help text, for ``intent-mlops params``."""
+    """Every field with its default and help text, for ``intent-mlops params``; a setting outside
+    ``params.md5`` says so (changing it does not retrain)."""
     lines: list[str] = []
+    hashed = set(hashed_settings())
     for sec in dataclasses.fields(Config):
-        lines.append(f"{sec.name}:")
+        model = sec.name in MODEL_SECTIONS
+        lines.append(f"{sec.name}:" + ("" if model else "  # not in params.md5"))
         sec_type = typing.get_type_hints(Config)[sec.name]
         for f in dataclasses.fields(sec_type):
             default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[operator]
-            lines.append(f"  {f.name}: {default!r}  # {f.metadata.get('help', '')}")
+            out = " (not in params.md5)" if model and f"{sec.name}.{f.name}" not in hashed else ""
+            lines.append(f"  {f.name}: {default!r}  # {f.metadata.get('help', '')}{out}")
     return "\n".join(lines)

@@ -119,3 +119,9 @@ def test_the_readme_lists_exactly_the_hashed_settings() -> None:
         for name in re.findall(r"`(\w+)`", names)
     }
     assert listed == set(params.hashed_settings())
+
+
+def test_params_help_says_which_settings_leave_the_hash() -> None:
+    lines = {line.split(":")[0].strip(): line for line in params.describe().splitlines() if line.startswith("  ")}
+    assert "(not in params.md5)" in lines["progress"] and "(not in params.md5)" not in lines["max_length"]
+    assert "promotion:  # not in params.md5" in params.describe().splitlines()
