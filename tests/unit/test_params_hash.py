@@ -115,7 +115,7 @@ def test_the_readme_lists_exactly_the_hashed_settings() -> None:
     paragraph = text[text.index("**What `params.md5` hashes**") :].split("Not hashed", 1)[0]
     listed = {
         f"{section}.{name}"
-        for section, names in re.findall(r"`(\w+)`: ((?:`\w+`(?:,\s*)?)+)", paragraph)
+        for section, names in re.findall(r"`(\w+)`:\s*((?:`\w+`(?:,\s*)?)+)", paragraph)
         for name in re.findall(r"`(\w+)`", names)
     }
     assert listed == set(params.hashed_settings())
