@@ -115,18 +115,33 @@ def read_chunks(path: Path | str, chunk_rows: int, fmt: str | None = None) -> tu
     return checked(), total
 
 
+def input_types(path: Path | str, fmt: str | None = None) -> dict[str, Any]:
+    """Column -> Arrow type as a Parquet input declares it ({} for CSV, whose columns are read as text)."""
+    if file_format(path, fmt) != "parquet":
+        return {}
+    import pyarrow.parquet as pq
+
+    return {f.name: f.type for f in pq.read_schema(path)}
+
+
 def _short(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:200]
 
 
 class _Writer:
-    """Appends chunks to a partial file; :meth:`commit` renames it over the output."""
+    """Appends chunks to a partial file; :meth:`commit` renames it over the output.
 
-    def __init__(self, output: Path, fmt: str) -> None:
-        self.output, self.fmt = output, fmt
+    The Parquet schema is fixed before the first chunk from ``types`` (the input file's declared types
+    and the prediction columns'), never inferred from a chunk's values: a chunk without blank rows
+    has an all-null ``error`` column, and a schema taken from it would refuse a later chunk's message.
+    """
+
+    def __init__(self, output: Path, fmt: str, types: dict[str, Any]) -> None:
+        self.output, self.fmt, self.types = output, fmt, types
         self.partial = output.with_name(f".{output.name}.partial")
         self.partial.unlink(missing_ok=True)  # a crashed earlier run's leftovers
         self._pq: Any = None
+        self._schema: Any = None
         self._first = True
 
     def write(self, df: pd.DataFrame) -> None:
@@ -136,10 +151,12 @@ class _Writer:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            table = pa.Table.from_pandas(df, preserve_index=False)
+            if self._schema is None:  # CSV input columns are read as text: string unless declared
+                self._schema = pa.schema([pa.field(str(c), self.types.get(str(c), pa.string())) for c in df.columns])
+            table = pa.Table.from_pandas(df, schema=self._schema, preserve_index=False)
             if self._pq is None:
                 self._pq = pq.ParquetWriter(self.partial, table.schema)
-            self._pq.write_table(table.cast(self._pq.schema))
+            self._pq.write_table(table)
         self._first = False
 
     def commit(self) -> None:
@@ -154,6 +171,17 @@ class _Writer:
             with contextlib.suppress(Exception):  # already failing; the partial file goes anyway
                 self._pq.close()
         self.partial.unlink(missing_ok=True)
+
+
+def prediction_types(top_k: int) -> dict[str, Any]:
+    """The Arrow type of each column :func:`predict_chunk` adds, whatever a chunk's values are."""
+    import pyarrow as pa
+
+    types: dict[str, Any] = {"intent": pa.string(), "intent_score": pa.float64(), "out_of_scope": pa.bool_(),
+                             "ood_score": pa.float64()}  # fmt: skip
+    for i in range(top_k):
+        types[f"top{i + 1}_intent"], types[f"top{i + 1}_probability"] = pa.string(), pa.float64()
+    return types | {"model_version": pa.string(), "error": pa.string()}
 
 
 def predict_chunk(predictor: Predictor, texts: list[Any], top_k: int) -> pd.DataFrame:
@@ -210,7 +238,7 @@ def predict_file(
     out_fmt = file_format(output_path, output_format)
     chunks, total = read_chunks(input_path, chunk_rows, input_format)
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    writer = _Writer(output_path, out_fmt)
+    writer = _Writer(output_path, out_fmt, input_types(input_path, input_format) | prediction_types(top_k))
     counts: Counter[str] = Counter()
     rows = errors = 0
     t0 = time.perf_counter()

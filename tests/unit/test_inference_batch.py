@@ -94,3 +94,30 @@ def test_bad_inputs(predictor: Predictor, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="format"):
         predict_file(predictor, inp, tmp_path / "o.json", progress=False)
     assert not (tmp_path / "o.csv").exists()
+
+
+@pytest.mark.parametrize("src", ["csv", "parquet"])
+def test_parquet_output_types_do_not_depend_on_the_first_chunk(predictor: Predictor, tmp_path: Path, src: str) -> None:
+    """The first blank row (an ``error``) and the first value of a sparse input column both come in the
+    third chunk: the output schema is fixed before any chunk, so they are written, typed as declared."""
+    texts = [TEXTS[i % len(TEXTS)] for i in range(120)]
+    texts[105] = "  "  # chunks of 50 rows: row 105 is in the third
+    note: list[str | None] = [None] * 120
+    note[110] = "vip"
+    df = pd.DataFrame({"text": texts, "note": pd.array(note, dtype="string")})
+    inp = tmp_path / f"in.{src}"
+    df.to_csv(inp, index=False) if src == "csv" else df.to_parquet(inp, index=False)
+    out = tmp_path / "pred.parquet"
+    res = predict_file(predictor, inp, out, chunk_rows=50, top_k=2, progress=False)
+    assert res.rows == 120 and res.error_rows == 1
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(out)
+    assert schema.field("error").type == pa.string() and schema.field("intent").type == pa.string()
+    assert schema.field("out_of_scope").type == pa.bool_() and schema.field("top2_probability").type == pa.float64()
+    declared = pq.read_schema(inp).field("note").type if src == "parquet" else pa.string()  # CSV: read as text
+    assert schema.field("note").type == declared
+    got = pd.read_parquet(out)
+    assert got.loc[105, "error"] == "empty or missing text" and got["error"].notna().sum() == 1
+    assert got.loc[110, "note"] == "vip"
