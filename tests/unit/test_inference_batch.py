@@ -121,3 +121,51 @@ def test_parquet_output_types_do_not_depend_on_the_first_chunk(predictor: Predic
     got = pd.read_parquet(out)
     assert got.loc[105, "error"] == "empty or missing text" and got["error"].notna().sum() == 1
     assert got.loc[110, "note"] == "vip"
+
+
+def test_a_second_writer_of_one_output_is_refused_and_the_first_output_is_clean(
+    predictor: Predictor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two batch runs writing the same output at once: the second is refused with a message naming the
+    output, the first finishes with every row of its own input once, in order; no partial file is left."""
+    import threading
+
+    first_in, second_in = tmp_path / "a.csv", tmp_path / "b.csv"
+    _frame().to_csv(first_in, index=False)
+    pd.DataFrame({"id": [-1, -2], "text": ["hi", "when do you open"]}).to_csv(second_in, index=False)
+    out = tmp_path / "pred.csv"
+    started, go_on = threading.Event(), threading.Event()
+    real = predictor.predict_columns
+    first_thread: list[int] = []
+
+    def paused(texts: list[str], top_k: int = 3) -> dict[str, object]:
+        if threading.get_ident() in first_thread and not go_on.is_set():
+            started.set()  # the first run is mid-way: its first chunk is being predicted
+            go_on.wait(60)
+        return real(texts, top_k)
+
+    monkeypatch.setattr(predictor, "predict_columns", paused)
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        first_thread.append(threading.get_ident())
+        try:
+            predict_file(predictor, first_in, out, chunk_rows=700, progress=False)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    t = threading.Thread(target=first)
+    t.start()
+    try:
+        assert started.wait(60)
+        with pytest.raises(DataError, match=r"pred\.csv: another batch run is writing this output"):
+            predict_file(predictor, second_in, out, progress=False)
+    finally:
+        go_on.set()
+        t.join(120)
+    assert not errors, errors
+    got = pd.read_csv(out, keep_default_na=False)
+    assert got["id"].astype(int).tolist() == list(range(ROWS)), "the first run's rows, once each, in order"
+    assert not list(tmp_path.glob(".*.partial"))
+    predict_file(predictor, second_in, out, progress=False)  # the output is free again
+    assert pd.read_csv(out)["id"].tolist() == [-1, -2]
