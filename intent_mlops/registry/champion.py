@@ -102,10 +102,11 @@ def fetch_model(name: str, version: str, cache: Path) -> Path:
             return target
         for stale in cache.glob(f".{glob.escape(name)}-v{version}.*partial"):  # crashed fetches; we hold the lock
             shutil.rmtree(stale, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-v{version}.", suffix=".partial", dir=cache))
+        work = Path(tempfile.mkdtemp(prefix=f".{name}-v{version}.", suffix=".partial", dir=cache))
         try:
-            mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(tmp))
-            inner = next((p.parent for p in tmp.rglob("MLmodel")), tmp)
+            download = work / "download"
+            mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(download))
+            inner = next((p.parent for p in download.rglob("MLmodel")), download)
             lacking = _missing(inner, promised)
             if lacking:
                 raise IncompleteModel(
@@ -114,10 +115,10 @@ def fetch_model(name: str, version: str, cache: Path) -> Path:
                 )
             (inner / ORIGIN_FILE).write_text(origin)
             if target.exists():  # an incomplete or foreign copy: moved aside, then removed
-                target.rename(tmp / ".replaced")
+                target.rename(work / "replaced")
             inner.rename(target)
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)
     return target
 
 
