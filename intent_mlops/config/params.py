@@ -158,7 +158,9 @@ class ServingConfig:
         "Export ONNX fp32 + int8 after training and check them, and torch bf16 where the CPU has bf16 units, "
         "against fp32 torch on dev; ship the ones that pass.",
     )
-    onnx_min_agreement: float = _f(0.99, "An ONNX variant must agree with fp32 torch on this share of dev rows.")
+    onnx_min_agreement: float = _f(
+        0.99, "An ONNX/bf16 variant must agree with fp32 torch on this share of dev rows (top intent; out of scope)."
+    )
     onnx_max_accuracy_drop: float = _f(0.005, "... and lose at most this dev accuracy (absolute) against it.")
     onnx_int8_weights: str = _f(
         "auto",

@@ -2,9 +2,10 @@
 
 Memory stays bounded by the chunk: CSV is read with pandas' ``chunksize``, Parquet with pyarrow's
 ``iter_batches``; each chunk is predicted (length-sorted batches inside the Predictor) and appended to
-a hidden partial file next to the output, which replaces the output only when every row is done. A
-crash leaves the previous output (if any) untouched and the partial file is removed; a rerun starts
-cleanly.
+a hidden partial file of this run's own next to the output, which replaces the output only when every
+row is done. A crash leaves the previous output (if any) untouched and the partial file is removed; a
+rerun starts cleanly. One run writes an output at a time (a lock file beside it, ``.<name>.lock``): a
+second run for the same output is refused with a message naming it.
 
 Output columns: every input column, then ``intent`` (an intent or ``out_of_scope``; empty for rows
 with an ``error``), ``intent_score``, ``out_of_scope``, ``ood_score``, ``top{i}_intent`` /
@@ -15,8 +16,10 @@ blank or missing text).
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -115,18 +118,37 @@ def read_chunks(path: Path | str, chunk_rows: int, fmt: str | None = None) -> tu
     return checked(), total
 
 
+def input_types(path: Path | str, fmt: str | None = None) -> dict[str, Any]:
+    """Column -> Arrow type as a Parquet input declares it ({} for CSV, whose columns are read as text)."""
+    if file_format(path, fmt) != "parquet":
+        return {}
+    import pyarrow.parquet as pq
+
+    return {f.name: f.type for f in pq.read_schema(path)}
+
+
 def _short(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:200]
 
 
 class _Writer:
-    """Appends chunks to a partial file; :meth:`commit` renames it over the output."""
+    """Appends chunks to a partial file of its own; :meth:`commit` renames it over the output. Create
+    it under :func:`output_lock`.
 
-    def __init__(self, output: Path, fmt: str) -> None:
-        self.output, self.fmt = output, fmt
-        self.partial = output.with_name(f".{output.name}.partial")
-        self.partial.unlink(missing_ok=True)  # a crashed earlier run's leftovers
+    The Parquet schema is fixed before the first chunk from ``types`` (the input file's declared types
+    and the prediction columns'), never inferred from a chunk's values: a chunk without blank rows
+    has an all-null ``error`` column, and a schema taken from it would refuse a later chunk's message.
+    """
+
+    def __init__(self, output: Path, fmt: str, types: dict[str, Any]) -> None:
+        self.output, self.fmt, self.types = output, fmt, types
+        # a crashed earlier run's leftovers; safe to remove because the caller holds the output's lock
+        for stale in output.parent.glob(f".{glob.escape(output.name)}.*partial"):
+            stale.unlink(missing_ok=True)
+        # this run's own name (created like the output, same permissions): no writer appends to another's
+        self.partial = output.with_name(f".{output.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
         self._pq: Any = None
+        self._schema: Any = None
         self._first = True
 
     def write(self, df: pd.DataFrame) -> None:
@@ -136,10 +158,12 @@ class _Writer:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            table = pa.Table.from_pandas(df, preserve_index=False)
+            if self._schema is None:  # CSV input columns are read as text: string unless declared
+                self._schema = pa.schema([pa.field(str(c), self.types.get(str(c), pa.string())) for c in df.columns])
+            table = pa.Table.from_pandas(df, schema=self._schema, preserve_index=False)
             if self._pq is None:
                 self._pq = pq.ParquetWriter(self.partial, table.schema)
-            self._pq.write_table(table.cast(self._pq.schema))
+            self._pq.write_table(table)
         self._first = False
 
     def commit(self) -> None:
@@ -154,6 +178,34 @@ class _Writer:
             with contextlib.suppress(Exception):  # already failing; the partial file goes anyway
                 self._pq.close()
         self.partial.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def output_lock(output: Path) -> Iterator[None]:
+    """One writer per output path (a file lock beside it, released by the OS if the process dies): a
+    second batch run writing the same file is refused at once, not interleaved with the first."""
+    from filelock import FileLock, Timeout
+
+    lock = output.with_name(f".{output.name}.lock")
+    try:
+        with FileLock(str(lock), timeout=0):
+            yield
+    except Timeout:
+        raise DataError(
+            f"{output}: another batch run is writing this output (lock {lock.name}); "
+            "wait for it to finish or write to another path"
+        ) from None
+
+
+def prediction_types(top_k: int) -> dict[str, Any]:
+    """The Arrow type of each column :func:`predict_chunk` adds, whatever a chunk's values are."""
+    import pyarrow as pa
+
+    types: dict[str, Any] = {"intent": pa.string(), "intent_score": pa.float64(), "out_of_scope": pa.bool_(),
+                             "ood_score": pa.float64()}  # fmt: skip
+    for i in range(top_k):
+        types[f"top{i + 1}_intent"], types[f"top{i + 1}_probability"] = pa.string(), pa.float64()
+    return types | {"model_version": pa.string(), "error": pa.string()}
 
 
 def predict_chunk(predictor: Predictor, texts: list[Any], top_k: int) -> pd.DataFrame:
@@ -210,32 +262,33 @@ def predict_file(
     out_fmt = file_format(output_path, output_format)
     chunks, total = read_chunks(input_path, chunk_rows, input_format)
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    writer = _Writer(output_path, out_fmt)
     counts: Counter[str] = Counter()
     rows = errors = 0
     t0 = time.perf_counter()
-    bar = tqdm(total=total, unit="row", desc=f"predict {input_path.name}", disable=not progress)
-    try:
-        for chunk in chunks:
-            if text_column not in chunk.columns:
-                raise DataError(f"{input_path}: no column {text_column!r} (columns: {list(chunk.columns)[:10]})")
-            pred = predict_chunk(predictor, chunk[text_column].tolist(), top_k)
-            clash = sorted(set(chunk.columns) & set(pred.columns))
-            if clash:
-                raise DataError(f"{input_path}: input columns {clash} clash with prediction columns; rename them")
-            writer.write(pd.concat([chunk.reset_index(drop=True), pred], axis=1))
-            counts.update(pred["intent"].dropna().tolist())
-            errors += int(pred["error"].notna().sum())
-            rows += len(chunk)
-            bar.update(len(chunk))
-        if rows == 0:
-            raise DataError(f"{input_path}: no rows to predict")
-        writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
-    finally:
-        bar.close()
+    with output_lock(output_path):
+        writer = _Writer(output_path, out_fmt, input_types(input_path, input_format) | prediction_types(top_k))
+        bar = tqdm(total=total, unit="row", desc=f"predict {input_path.name}", disable=not progress)
+        try:
+            for chunk in chunks:
+                if text_column not in chunk.columns:
+                    raise DataError(f"{input_path}: no column {text_column!r} (columns: {list(chunk.columns)[:10]})")
+                pred = predict_chunk(predictor, chunk[text_column].tolist(), top_k)
+                clash = sorted(set(chunk.columns) & set(pred.columns))
+                if clash:
+                    raise DataError(f"{input_path}: input columns {clash} clash with prediction columns; rename them")
+                writer.write(pd.concat([chunk.reset_index(drop=True), pred], axis=1))
+                counts.update(pred["intent"].dropna().tolist())
+                errors += int(pred["error"].notna().sum())
+                rows += len(chunk)
+                bar.update(len(chunk))
+            if rows == 0:
+                raise DataError(f"{input_path}: no rows to predict")
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+        finally:
+            bar.close()
     return BatchResult(
         output=output_path,
         rows=rows,

@@ -11,6 +11,7 @@ the champion first, so two racing promotions can never both win.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -63,35 +64,98 @@ def set_alias(name: str, alias: str, version: str) -> None:
     mlflow.MlflowClient().set_registered_model_alias(name, alias, version)
 
 
+class IncompleteModel(RuntimeError):
+    """A version's logged model lacks files its tags promise (e.g. ``ood.json``): never served."""
+
+
+FETCH_LOCK_SECONDS = 900  # a cold fetch of a large model over a slow link
+
+
 def fetch_model(name: str, version: str, cache: Path) -> Path:
     """Download a version's logged model once (kept under ``cache``); returns its folder.
 
     :func:`intent_mlops.model.loading.model_folders` finds the weights in it (this project's pyfunc,
-    or a version logged in the transformers flavour before it).
+    or a version logged in the transformers flavour before it). One fetch per version at a time (a
+    file lock in ``cache``); each downloads into a folder of its own and renames it into place, so a
+    crash or a second fetch never leaves half a copy under the version's name. A cached copy is used
+    only when it came from this version's run and holds every file the version's tags promise
+    (:func:`promised_files`), else it is fetched again: a copy without ``ood.json`` would answer with
+    no out-of-scope rejection.
     """
     import shutil
+    import tempfile
 
     import mlflow
+    from filelock import FileLock
 
     client = mlflow.MlflowClient()
     mv = client.get_model_version(name, version)
     source = client.get_model_version_download_uri(name, version)
+    promised = promised_files(dict(mv.tags or {}))
     # A version number is not an identity: a new store (mlruns/ removed, another tracking server)
     # numbers its versions from 1 again. The copy is reused only if it came from this version's run.
     origin = f"{mv.run_id}\n{source}\n"
     target = cache / f"{name}-v{version}"
-    if (target / "MLmodel").exists() and _read(target / ORIGIN_FILE) == origin:
-        return target
-    tmp = cache / f".{name}-v{version}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(tmp))
-    inner = next(p.parent for p in tmp.rglob("MLmodel"))
-    (inner / ORIGIN_FILE).write_text(origin)
-    shutil.rmtree(target, ignore_errors=True)
-    inner.rename(target)
-    shutil.rmtree(tmp, ignore_errors=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(cache / f".{name}-v{version}.lock"), timeout=FETCH_LOCK_SECONDS):
+        if _read(target / ORIGIN_FILE) == origin and not _missing(target, promised):
+            return target
+        for stale in cache.glob(f".{glob.escape(name)}-v{version}.*partial"):  # crashed fetches; we hold the lock
+            shutil.rmtree(stale, ignore_errors=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{name}-v{version}.", suffix=".partial", dir=cache))
+        try:
+            download = work / "download"
+            mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(download))
+            inner = next((p.parent for p in download.rglob("MLmodel")), download)
+            lacking = _missing(inner, promised)
+            if lacking:
+                raise IncompleteModel(
+                    f"{name} version {version}: the logged model lacks {', '.join(lacking)}, which its tags "
+                    f"promise ({source}); not served"
+                )
+            (inner / ORIGIN_FILE).write_text(origin)
+            if target.exists():  # an incomplete or foreign copy: moved aside, then removed
+                target.rename(work / "replaced")
+            inner.rename(target)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     return target
+
+
+def promised_files(tags: dict[str, str]) -> list[str]:
+    """Files a version's logged model must hold, relative to its weights folder, from its tags: the
+    model itself, the out-of-scope rule (``ood.*``) and the variants that serve it (``serving.*``)."""
+    from intent_mlops.inference.ood import CALIBRATION_ARRAYS, CALIBRATION_JSON
+    from intent_mlops.inference.predictor import ONNX_DIR, ONNX_REPORT, ONNX_VARIANTS, TORCH_BF16, variant_backend
+
+    files = ["config.json"]
+    score = tags.get("ood.score", "none")
+    if score != "none":
+        files.append(CALIBRATION_JSON)
+    if score == "mahalanobis":  # class means and precision matrix
+        files.append(CALIBRATION_ARRAYS)
+    backends = {tags.get("serving.backend", ""), tags.get("serving.batch_backend", "")}
+    for variant in (*ONNX_VARIANTS, TORCH_BF16):
+        if variant_backend(variant) in backends:
+            files.append(f"{ONNX_DIR}/{ONNX_REPORT}")
+            if variant in ONNX_VARIANTS:
+                files.append(f"{ONNX_DIR}/{ONNX_VARIANTS[variant]}")
+    return sorted(set(files))
+
+
+def _missing(folder: Path, promised: list[str]) -> list[str]:
+    """What a local copy of a logged model lacks: ``MLmodel``, the weights, the promised files (in the
+    weights folder or the model's root, where the Predictor looks for them too)."""
+    from intent_mlops.inference.ood import CALIBRATION_ARRAYS
+    from intent_mlops.model.loading import model_folders
+
+    if not (folder / "MLmodel").is_file():
+        return ["MLmodel"]
+    weights = Path(model_folders(str(folder))[0])
+    lacking = [rel for rel in promised if not (weights / rel).is_file() and not (folder / rel).is_file()]
+    if not any(p.name != CALIBRATION_ARRAYS for p in weights.glob("*.safetensors")):
+        lacking.append("*.safetensors (the weights)")
+    return lacking
 
 
 def _read(path: Path) -> str | None:

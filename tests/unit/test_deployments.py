@@ -27,6 +27,15 @@ def test_served_deployments_match_prefect_yaml() -> None:
     assert served["train"].parameters == {"project_dir": str(REPO)}
 
 
+def test_batch_predict_runs_one_at_a_time_in_both_setups() -> None:
+    """Batch runs queue (none is dropped) instead of running side by side on the same CPUs and outputs;
+    `prefect deploy` (prefect.yaml) and `intent-mlops serve` (build) declare the same limit."""
+    entry = next(e for e in declarations(REPO) if e["name"] == "batch-predict")
+    assert entry["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
+    served = next(d for d in build(REPO) if d.name == "batch-predict")
+    assert served.concurrency_limit == 1 and served.concurrency_options.collision_strategy.value == "ENQUEUE"
+
+
 def test_prefect_yaml_schedule_equals_params_yaml() -> None:
     """`prefect deploy` reads prefect.yaml, `intent-mlops serve` params.yaml: they must agree."""
     entry = next(

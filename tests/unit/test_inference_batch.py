@@ -94,3 +94,78 @@ def test_bad_inputs(predictor: Predictor, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="format"):
         predict_file(predictor, inp, tmp_path / "o.json", progress=False)
     assert not (tmp_path / "o.csv").exists()
+
+
+@pytest.mark.parametrize("src", ["csv", "parquet"])
+def test_parquet_output_types_do_not_depend_on_the_first_chunk(predictor: Predictor, tmp_path: Path, src: str) -> None:
+    """The first blank row (an ``error``) and the first value of a sparse input column both come in the
+    third chunk: the output schema is fixed before any chunk, so they are written, typed as declared."""
+    texts = [TEXTS[i % len(TEXTS)] for i in range(120)]
+    texts[105] = "  "  # chunks of 50 rows: row 105 is in the third
+    note: list[str | None] = [None] * 120
+    note[110] = "vip"
+    df = pd.DataFrame({"text": texts, "note": pd.array(note, dtype="string")})
+    inp = tmp_path / f"in.{src}"
+    df.to_csv(inp, index=False) if src == "csv" else df.to_parquet(inp, index=False)
+    out = tmp_path / "pred.parquet"
+    res = predict_file(predictor, inp, out, chunk_rows=50, top_k=2, progress=False)
+    assert res.rows == 120 and res.error_rows == 1
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(out)
+    assert schema.field("error").type == pa.string() and schema.field("intent").type == pa.string()
+    assert schema.field("out_of_scope").type == pa.bool_() and schema.field("top2_probability").type == pa.float64()
+    declared = pq.read_schema(inp).field("note").type if src == "parquet" else pa.string()  # CSV: read as text
+    assert schema.field("note").type == declared
+    got = pd.read_parquet(out)
+    assert got.loc[105, "error"] == "empty or missing text" and got["error"].notna().sum() == 1
+    assert got.loc[110, "note"] == "vip"
+
+
+def test_a_second_writer_of_one_output_is_refused_and_the_first_output_is_clean(
+    predictor: Predictor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two batch runs writing the same output at once: the second is refused with a message naming the
+    output, the first finishes with every row of its own input once, in order; no partial file is left."""
+    import threading
+
+    first_in, second_in = tmp_path / "a.csv", tmp_path / "b.csv"
+    _frame().to_csv(first_in, index=False)
+    pd.DataFrame({"id": [-1, -2], "text": ["hi", "when do you open"]}).to_csv(second_in, index=False)
+    out = tmp_path / "pred.csv"
+    started, go_on = threading.Event(), threading.Event()
+    real = predictor.predict_columns
+    first_thread: list[int] = []
+
+    def paused(texts: list[str], top_k: int = 3) -> dict[str, object]:
+        if threading.get_ident() in first_thread and not go_on.is_set():
+            started.set()  # the first run is mid-way: its first chunk is being predicted
+            go_on.wait(60)
+        return real(texts, top_k)
+
+    monkeypatch.setattr(predictor, "predict_columns", paused)
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        first_thread.append(threading.get_ident())
+        try:
+            predict_file(predictor, first_in, out, chunk_rows=700, progress=False)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    t = threading.Thread(target=first)
+    t.start()
+    try:
+        assert started.wait(60)
+        with pytest.raises(DataError, match=r"pred\.csv: another batch run is writing this output"):
+            predict_file(predictor, second_in, out, progress=False)
+    finally:
+        go_on.set()
+        t.join(120)
+    assert not errors, errors
+    got = pd.read_csv(out, keep_default_na=False)
+    assert got["id"].astype(int).tolist() == list(range(ROWS)), "the first run's rows, once each, in order"
+    assert not list(tmp_path.glob(".*.partial"))
+    predict_file(predictor, second_in, out, progress=False)  # the output is free again
+    assert pd.read_csv(out)["id"].tolist() == [-1, -2]

@@ -183,3 +183,25 @@ def test_pyfunc_serves_the_onnx_variant(exported: Path, tmp_path: Path) -> None:
     direct = Predictor.load(exported, use_onnx=True).predict(TEXTS)
     assert [r["label"] for r in served] == [r["label"] for r in direct]
     assert [r["out_of_scope"] for r in served] == [r["out_of_scope"] for r in direct]
+
+
+def test_variant_that_moves_the_out_of_scope_decision_does_not_pass(exported: Path) -> None:
+    """Same top intent everywhere, but its scores cross the threshold fitted on fp32 scores on more rows
+    than the tolerance allows: the out-of-scope decision is part of the answer, so it fails."""
+    import dataclasses
+
+    ref = Predictor.load(exported)
+    variant = Predictor.load(exported, use_onnx=True, onnx_variant="fp32")
+    assert ref.calibration is not None and variant.calibration is not None
+    texts = TEXTS * 3
+    cols = ref.predict_columns(texts, top_k=1)
+    scores, rejected = cols["ood_score"], cols["out_of_scope"]
+    # the variant's scores, shifted past the threshold, flip the decision of most rows
+    moved = scores.max() + 1.0 if rejected.mean() < 0.5 else scores.min() - 1.0
+    variant.calibration = dataclasses.replace(variant.calibration, threshold=float(moved))
+    check = check_variant(ref, variant, texts, min_agreement=0.9)
+    assert check.agreement == 1.0, "the top intent is unchanged"
+    assert check.ood_agreement is not None and check.ood_agreement <= 0.5
+    assert not check.passed, check
+    assert check_variant(ref, Predictor.load(exported, use_onnx=True, onnx_variant="fp32"), texts,
+                         min_agreement=0.9).passed  # fmt: skip
