@@ -89,6 +89,7 @@ def decide_promotion(
         comparison.y_true, comparison.champion, comparison.challenger, cfg.promotion,
         champion_version=champion.version if champion else None, challenger_version=version.version,
         excluded_rows=comparison.excluded_rows, champion_labels=comparison.champion_labels,
+        challenger_labels=comparison.challenger_labels,
     )  # fmt: skip
     get_run_logger().info("decision: %s (%s)", decision.decision, decision.reason)
     return decision
