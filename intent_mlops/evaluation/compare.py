@@ -45,7 +45,11 @@ def compare(
     champion_train_hashes: set[str] | None,
     cfg: TrainConfig,
 ) -> Comparison:
-    """Predict the kept dev rows with both models (``dev`` index: CSV line numbers)."""
+    """Predict the kept dev rows with both models (``dev`` index: CSV line numbers).
+
+    ``cfg`` is the challenger's run config; the champion (a logged model) predicts with the settings it
+    was logged with (``predict_labels``), so ``--set train.max_length=32`` never truncates its inputs.
+    """
     seen = [h in champion_train_hashes for h in text_hashes(dev["text"])] if champion_train_hashes else None
     kept = dev if seen is None else dev[[not s for s in seen]]
     texts: Sequence[str] = kept["text"].tolist()
