@@ -41,14 +41,17 @@ def test_transient_registry_error_propagates_and_crowns_nothing(store: str, monk
     assert client.get_registered_model("m").aliases == {}
 
 
-def _run_with_hashes(hashes: list[str] | None) -> str:
+def _run_with_hashes(tmp_path: Path, hashes: list[str] | None) -> str:
+    """A finished run in this store (artifacts in tmp), with ``hashes`` as its train-set record unless None."""
     from intent_mlops.registry.champion import log_train_hashes
 
-    with mlflow.start_run() as run:
-        pass
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name("lineage")
+    exp_id = exp.experiment_id if exp else client.create_experiment("lineage", str(tmp_path / "artifacts"))
+    run_id = str(client.create_run(exp_id).info.run_id)
     if hashes is not None:
-        log_train_hashes(run.info.run_id, hashes)
-    return str(run.info.run_id)
+        log_train_hashes(run_id, hashes)
+    return run_id
 
 
 def _flaky_reads(monkeypatch: pytest.MonkeyPatch, failures: int) -> list[str]:
@@ -66,13 +69,15 @@ def _flaky_reads(monkeypatch: pytest.MonkeyPatch, failures: int) -> list[str]:
     return calls
 
 
-def test_champion_lineage_read_retries_a_transient_error(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_champion_lineage_read_retries_a_transient_error(
+    store: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from intent_mlops.registry.champion import train_hashes
 
-    run_id = _run_with_hashes(["h1", "h2"])
+    run_id = _run_with_hashes(tmp_path, ["h1", "h2"])
     calls = _flaky_reads(monkeypatch, failures=1)
     assert train_hashes(run_id) == {"h1", "h2"} and len(calls) == 2
-    assert train_hashes(_run_with_hashes(None)) is None  # a run that predates the record: nothing to exclude
+    assert train_hashes(_run_with_hashes(tmp_path, None)) is None  # a run that predates the record: nothing to exclude
 
 
 def test_unreadable_champion_lineage_fails_before_any_comparison(
@@ -83,7 +88,7 @@ def test_unreadable_champion_lineage_fails_before_any_comparison(
     from intent_mlops.registry.champion import Champion, LineageUnreadable, train_hashes
     from tasks.promotion import compare_models
 
-    run_id = _run_with_hashes(["h1"])
+    run_id = _run_with_hashes(tmp_path, ["h1"])
     calls = _flaky_reads(monkeypatch, failures=99)
     with pytest.raises(LineageUnreadable) as err:
         train_hashes(run_id)
