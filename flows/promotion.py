@@ -19,7 +19,7 @@ from pydantic import Field
 from intent_mlops.config.params import Config
 from intent_mlops.data.versioning import Splits
 from intent_mlops.registry.models import RegisteredVersion
-from intent_mlops.registry.promotion import Decision, headline, reviewed
+from intent_mlops.registry.promotion import Decision, headline, needs_approval, reviewed
 from tasks.promotion import (
     announce,
     compare_models,
@@ -100,7 +100,7 @@ def decide_and_promote(
         comparison = compare_models(cfg, root, model_dir, champion, splits)
         decision = decide_promotion(cfg, comparison, champion, registered)
         review: dict[str, str] = {}
-        if decision.promoted and cfg.promotion.require_approval:
+        if needs_approval(decision, cfg.promotion):
             decision, review = await_approval(decision, cfg.promotion.approval_timeout_seconds)
         extra = {"prefect.flow_run_id": str(flow_run.get_id() or ""), **lineage, **review}
         record_decision(decision, registered, comparison, extra)

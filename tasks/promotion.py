@@ -62,13 +62,17 @@ def mark_challenger(version: RegisteredVersion) -> None:
 def compare_models(
     cfg: Config, root: str, challenger_dir: Path, champion: champ.Champion | None, splits: Splits
 ) -> Comparison:
-    """Both models predict the same current dev rows, minus the rows the champion trained on."""
-    dev = read_csv(SplitPaths.under(splits.folder).dev)
+    """Both models predict the same current dev rows, minus the rows the champion trained on.
+
+    An unreadable champion lineage fails this step (``LineageUnreadable``, after retries) before
+    anything is compared: nothing is decided, recorded or promoted, and a rerun tries again.
+    """
     champion_dir, seen = None, None
     if champion is not None:
+        seen = champ.train_hashes(champion.run_id)  # first: an unreadable lineage stops before the download
         cache = Path(root) / ".intent-mlops" / "models"
         champion_dir = champ.fetch_model(cfg.mlflow.registered_model, champion.version, cache)
-        seen = champ.train_hashes(champion.run_id)
+    dev = read_csv(SplitPaths.under(splits.folder).dev)
     result = compare(challenger_dir, champion_dir, dev, seen, cfg.train)
     get_run_logger().info(
         "compared on %d dev rows (%d excluded: the champion trained on them)", len(result.lines), result.excluded_rows
@@ -89,6 +93,7 @@ def decide_promotion(
         comparison.y_true, comparison.champion, comparison.challenger, cfg.promotion,
         champion_version=champion.version if champion else None, challenger_version=version.version,
         excluded_rows=comparison.excluded_rows, champion_labels=comparison.champion_labels,
+        challenger_labels=comparison.challenger_labels,
     )  # fmt: skip
     get_run_logger().info("decision: %s (%s)", decision.decision, decision.reason)
     return decision

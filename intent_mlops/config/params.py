@@ -177,6 +177,7 @@ class ServingConfig:
 
 
 SIGNIFICANCE_TESTS = ("bootstrap", "mcnemar")
+SMALL_DEV_POLICIES = ("delta_only", "refuse", "approval")
 MODEL_SECTIONS = ("split", "train", "serving")
 """Sections whose settings (but those marked ``hashed=False``) make the model or its served answers.
 
@@ -203,6 +204,12 @@ class PromotionConfig:
                              "when there is no champion).")  # fmt: skip
     require_approval: bool = _f(False, "Pause a passing challenger for a person to approve it in the Prefect UI.")
     approval_timeout_seconds: int = _f(86400, "A pending approval not answered within this is refused.")
+    small_dev: str = _f(
+        "delta_only",
+        "When the dev rows are too few for significance_test to pass even for a perfect challenger: delta_only "
+        "(min_delta, per-intent check and floor decide; a gain above 0 is required), refuse, or approval "
+        "(as delta_only, then a person approves).",
+    )
 
 
 @dataclass
@@ -414,6 +421,8 @@ def _check(cfg: Config) -> None:
         raise ConfigError(
             f"promotion.significance_test: expected one of {SIGNIFICANCE_TESTS}, got {p.significance_test!r}"
         )
+    if p.small_dev not in SMALL_DEV_POLICIES:
+        raise ConfigError(f"promotion.small_dev: expected one of {SMALL_DEV_POLICIES}, got {p.small_dev!r}")
     if not 0.5 < p.confidence < 1 or p.bootstrap_resamples < 1000:
         raise ConfigError("promotion: confidence must be in (0.5, 1) and bootstrap_resamples >= 1000")
     if p.min_support < 1 or not 0 <= p.max_intent_drop <= 1 or not 0 <= p.min_macro_f1 <= 1:

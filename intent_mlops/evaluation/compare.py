@@ -27,6 +27,7 @@ class Comparison:
     champion: list[str] | None  # None: there is no champion
     champion_labels: list[str] | None
     excluded_rows: int  # dev rows the champion trained on, dropped from both sides
+    challenger_labels: list[str] | None = None  # the challenger model's label set
 
     def predictions_csv(self) -> str:
         df = pd.DataFrame({"line": self.lines, "label": self.y_true, "challenger": self.challenger})
@@ -44,11 +45,15 @@ def compare(
     champion_train_hashes: set[str] | None,
     cfg: TrainConfig,
 ) -> Comparison:
-    """Predict the kept dev rows with both models (``dev`` index: CSV line numbers)."""
+    """Predict the kept dev rows with both models (``dev`` index: CSV line numbers).
+
+    ``cfg`` is the challenger's run config; the champion (a logged model) predicts with the settings it
+    was logged with (``predict_labels``), so ``--set train.max_length=32`` never truncates its inputs.
+    """
     seen = [h in champion_train_hashes for h in text_hashes(dev["text"])] if champion_train_hashes else None
     kept = dev if seen is None else dev[[not s for s in seen]]
     texts: Sequence[str] = kept["text"].tolist()
-    challenger, _ = predict_labels(challenger_dir, texts, cfg)
+    challenger, challenger_labels = predict_labels(challenger_dir, texts, cfg)
     champion, champion_labels = (None, None) if champion_dir is None else predict_labels(champion_dir, texts, cfg)
     return Comparison(
         lines=[int(i) for i in kept.index],
@@ -57,4 +62,5 @@ def compare(
         champion=champion,
         champion_labels=champion_labels,
         excluded_rows=len(dev) - len(kept),
+        challenger_labels=challenger_labels,
     )

@@ -53,6 +53,23 @@ def model_folders(path: str) -> tuple[str, str]:
     return str(weights), str(tokenizer)
 
 
+def logged_settings(path: str) -> dict[str, Any] | None:
+    """The settings a logged MLflow model folder was saved with (this project's pyfunc ``model_config``:
+    ``max_length``, backend, ...; ``{}`` for a flavour without them), None for a ``save_pretrained`` folder.
+
+    Whoever scores a logged model uses these, as serving does, not the settings of the current run.
+    """
+    from pathlib import Path
+
+    import yaml
+
+    mlmodel = Path(path) / "MLmodel"
+    if not mlmodel.exists():
+        return None
+    flavor = (yaml.safe_load(mlmodel.read_text()).get("flavors") or {}).get("python_function") or {}
+    return dict(flavor.get("config") or {})  # the MLmodel key of log_model(model_config=...)
+
+
 LAYER_FIELDS = ("num_hidden_layers", "n_layers")  # BERT / RoBERTa / MiniLM, DistilBERT
 
 

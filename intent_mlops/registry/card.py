@@ -88,6 +88,7 @@ def _decision_lines(d: dict[str, Any]) -> str:
     champ = f"v{d['champion_version']}" if d.get("champion_version") else "none"
     reason = headline(d["decision"], d.get("reason", "")).removeprefix(f"{d['decision']}:").strip()
     out = [f"**{d['decision']}** against champion {champ}: {reason}", ""]
+    out.append(f"- kind of decision: `{d.get('kind', 'comparison')}`")
     if d.get("gain") is not None:
         out.append(
             f"- macro-F1 gain {d['gain']:+.4f} (champion {d['champion_macro_f1']:.4f}, challenger "

@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
+import posixpath
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -172,16 +174,41 @@ def log_train_hashes(run_id: str, hashes: list[str]) -> None:
     mlflow.MlflowClient().log_text(run_id, "\n".join(sorted(set(hashes))) + "\n", TRAIN_HASHES)
 
 
-def train_hashes(run_id: str) -> set[str] | None:
-    """The champion run's train-set text hashes (None for a run that predates this record)."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
+LINEAGE_RETRY_SECONDS = 2.0  # waits 2 s, then 4 s: a restarting server or a dropped connection
 
-    try:
-        text = mlflow.artifacts.load_text(f"runs:/{run_id}/{TRAIN_HASHES}")
-    except (MlflowException, OSError):
-        return None
-    return {line for line in text.splitlines() if line}
+
+class LineageUnreadable(RuntimeError):
+    """The champion's train-set record could not be read: the decision waits rather than compare on
+    rows the champion may have trained on. Retryable: rerun when the tracking store answers."""
+
+
+def train_hashes(run_id: str, attempts: int = 3) -> set[str] | None:
+    """The champion run's train-set text hashes (None for a run that predates this record).
+
+    Only the run's artifact listing without the file means "no record"; any error (an ``OSError``,
+    an HTTP 5xx, ...) is retried and then raises :class:`LineageUnreadable`: excluding nothing on a
+    failed read would compare the champion on its own training rows.
+    """
+    import mlflow
+
+    folder = posixpath.dirname(TRAIN_HASHES)
+    for attempt in range(1, attempts + 1):
+        try:
+            if TRAIN_HASHES not in {f.path for f in mlflow.MlflowClient().list_artifacts(run_id, folder)}:
+                return None
+            text = mlflow.artifacts.load_text(f"runs:/{run_id}/{TRAIN_HASHES}")
+        except Exception as exc:
+            if attempt == attempts:
+                what = " ".join(str(exc).split())[:300] or type(exc).__name__
+                raise LineageUnreadable(
+                    f"cannot read {TRAIN_HASHES} of the champion's run {run_id} after {attempts} tries "
+                    f"({type(exc).__name__}: {what}); not deciding on an unknown overlap: rerun when the "
+                    "tracking store answers"
+                ) from exc
+            time.sleep(LINEAGE_RETRY_SECONDS * attempt)
+        else:
+            return {line for line in text.splitlines() if line}
+    raise AssertionError("unreachable")
 
 
 def recorded_decision(name: str, version: str) -> dict[str, Any] | None:

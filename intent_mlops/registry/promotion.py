@@ -8,6 +8,11 @@ A challenger is promoted only when every criterion passes:
 (b) ``significance``: the gain is not noise (paired bootstrap lower bound > 0, or exact McNemar);
 (c) ``no_intent_regression``: no well-supported intent loses more than ``max_intent_drop`` F1 or recall;
 (d) ``min_macro_f1``: its own dev macro-F1 reaches an absolute floor (alone decides without a champion).
+
+(a)-(c) are skipped (the floor alone decides, kind ``new-label-space``) when the two models share under
+half of the intents either knows: a comparison on the few shared intents says nothing about a model for
+another label space. (b) is "not testable" (kind ``small-dev``) when even a perfect challenger could not
+pass the configured test on these rows; ``small_dev`` then says what decides.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ TAG_KEYS = (
     "promotion.p_value",
     "promotion.test",
     "promotion.excluded_rows",
+    "promotion.kind",
 )
 POLICY_FIELDS = (
     "min_delta",
@@ -47,6 +53,7 @@ POLICY_FIELDS = (
     "min_macro_f1",
     "require_approval",
     "approval_timeout_seconds",
+    "small_dev",
 )
 
 
@@ -63,16 +70,22 @@ class PromotionPolicy(Protocol):
     min_macro_f1: float
     require_approval: bool
     approval_timeout_seconds: int
+    small_dev: str
 
 
 # --------------------------------------------------------------------------------------------- metrics
 
 
-def _macro_from_counts(tp: np.ndarray, support: np.ndarray, predicted: np.ndarray, average_over: np.ndarray) -> Any:
-    """Macro-F1 along the last axis; F1 = 2TP / (support + predicted) equals 2PR / (P + R), 0 when undefined."""
+def _macro_from_counts(tp: np.ndarray, support: np.ndarray, predicted: np.ndarray, labels: np.ndarray | None) -> Any:
+    """Macro-F1 along the last axis; F1 = 2TP / (support + predicted) equals 2PR / (P + R), 0 when undefined.
+
+    ``labels=None``: the labels present in truth or prediction (one model's score, ``report``'s
+    convention). A mask: the labels in it that occur in the truth, which depends on the rows only, so
+    two models scored on the same rows average over one and the same label set.
+    """
     denom = support + predicted
     f1 = np.divide(2.0 * tp, denom, out=np.zeros(tp.shape, dtype=float), where=denom > 0)
-    present = (denom > 0) & average_over
+    present = denom > 0 if labels is None else (support > 0) & labels
     count = present.sum(axis=-1)
     total = (f1 * present).sum(axis=-1)
     return np.divide(total, count, out=np.zeros(np.shape(total), dtype=float), where=count > 0)
@@ -90,11 +103,13 @@ def _all_labels(n_labels: int, average_over: np.ndarray | None) -> np.ndarray:
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_labels: int, *, average_over: np.ndarray | None = None) -> float:
     """Macro-F1 over labels present in ``y_true`` or ``y_pred``, the convention of ``evaluation.metrics.report``.
 
-    ``average_over`` (boolean mask of labels) restricts which labels enter the average, so a label
-    one model cannot know does not count in a comparison; errors into it still cost recall.
+    ``average_over`` (boolean mask of labels) makes it a comparison's score: the average runs over the
+    labels of the mask that occur in ``y_true``, the same set for every model scored on these rows. A
+    prediction outside it (an intent removed from the data) is only an error: it costs the true label's
+    recall and adds no label at F1 0 to one model's average alone.
     """
     yt, yp = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
-    mask = _all_labels(n_labels, average_over)
+    mask = None if average_over is None else _all_labels(n_labels, average_over)
     tp = np.bincount(yt[yt == yp], minlength=n_labels)
     support = np.bincount(yt, minlength=n_labels)
     predicted = np.bincount(yp, minlength=n_labels)
@@ -146,7 +161,8 @@ def paired_bootstrap(
     """Resample dev examples with replacement, the same indices for both models (paired), seeded.
 
     Pairing removes the between-example variance both models share, so a real gain is detected
-    on a dev set where two separate intervals would overlap.
+    on a dev set where two separate intervals would overlap. Both models' macro-F1 of a resample
+    average over the same labels (``macro_f1`` with a mask: those of ``average_over`` in its truth).
     """
     yt = np.asarray(y_true, dtype=np.int64)
     champ, chall = np.asarray(pred_champion, dtype=np.int64), np.asarray(pred_challenger, dtype=np.int64)
@@ -260,6 +276,7 @@ class Decision:
     n_examples: int  # dev rows decided on
     compared_rows: int  # rows of (a)-(c): true intent known to the champion
     config: dict[str, Any] = field(default_factory=dict)
+    kind: str = "comparison"  # comparison | first-model | new-label-space | small-dev | rollback | manual
 
     @property
     def promoted(self) -> bool:
@@ -284,6 +301,7 @@ class Decision:
             "promotion.p_value": _num(self.p_value),
             "promotion.test": self.test,
             "promotion.excluded_rows": str(self.excluded_rows),
+            "promotion.kind": self.kind,
         }
 
     def markdown(self) -> str:
@@ -293,6 +311,8 @@ class Decision:
             f"# Promotion: **{self.decision.upper()}** (challenger v{self.challenger_version} vs champion {champ})",
             "",
             self.reason,
+            "",
+            f"Kind of decision: `{self.kind}`.",
             "",
             "| criterion | value | threshold | passed |",
             "|---|---|---|---|",
@@ -363,10 +383,11 @@ def _per_intent(
             rows.append(_row(name, support[name], None, m))
         return sorted(rows, key=lambda r: r["intent"])
     rows_known = known[y_true]
+    compared = np.bincount(y_true[rows_known], minlength=len(vocab))
     champ_rep = report(y_true[rows_known], champ[rows_known], vocab).per_label
     chall_rep = report(y_true[rows_known], chall[rows_known], vocab).per_label
     for i, name in enumerate(vocab):
-        if known[i] and (name in champ_rep or name in chall_rep):
+        if compared[i] > 0:  # the comparison's labels: an intent only predicted (e.g. removed) is no row
             rows.append(_row(name, support[name], champ_rep.get(name, _ZERO), chall_rep.get(name, _ZERO)))
         elif not known[i] and name in full:
             rows.append(_row(name, support[name], None, full[name]))
@@ -495,8 +516,9 @@ def _significance(interval: Interval, e: _Encoded, rows: np.ndarray, cfg: Promot
 
 def _comparison(
     e: _Encoded, known: np.ndarray, new_intents: list[str], per_intent: list[dict[str, Any]], cfg: PromotionPolicy
-) -> tuple[list[Criterion], dict[str, Any]]:
-    """Criteria (a)-(c) on the rows whose intent the champion knows, and the numbers they rest on."""
+) -> tuple[list[Criterion], dict[str, Any], str | None]:
+    """Criteria (a)-(c) on the rows whose intent the champion knows, the numbers they rest on, and why
+    (b) is not testable on them (None: it is)."""
     assert e.champ is not None
     rows = known[e.yt]
     m, n = int(rows.sum()), len(e.yt)
@@ -509,7 +531,7 @@ def _comparison(
         ]
         nums: dict[str, Any] = {"champion_macro_f1": None, "gain": None, "ci_low": None, "ci_high": None}
         nums["p_value"] = None
-        return criteria, nums | {"challenger_macro_f1": macro_f1(e.yt, e.chall, e.k), "compared_rows": 0}
+        return criteria, nums | {"challenger_macro_f1": macro_f1(e.yt, e.chall, e.k), "compared_rows": 0}, None
     scope = f"on the {m} of {n} rows whose intent the champion knows" if new_intents else f"on {n} rows"
     yt, champ, chall = e.yt[rows], e.champ[rows], e.chall[rows]
     champion_f1 = macro_f1(yt, champ, e.k, average_over=known)
@@ -523,13 +545,75 @@ def _comparison(
         float(cfg.min_delta),
         f"macro-F1 {champion_f1:.4f} -> {challenger_f1:.4f} ({interval.gain:+.4f}) {scope}",
     )
-    significance = _significance(interval, e, rows, cfg, scope)
+    untestable = _untestable(yt, champ, e.k, known, cfg)
+    if untestable is None:
+        significance = _significance(interval, e, rows, cfg, scope)
+    else:
+        significance = _not_testable(interval.gain, untestable, cfg)
     support = {name: int(np.sum(yt == i)) for i, name in enumerate(e.vocab)}
     criteria = [delta, significance, _regression(per_intent, support, cfg)]
+    p_value = interval.p_value if cfg.significance_test == "bootstrap" else mcnemar(yt, champ, chall).p_value
     nums = {"champion_macro_f1": champion_f1, "challenger_macro_f1": challenger_f1, "gain": interval.gain,
-            "ci_low": interval.low, "ci_high": interval.high, "p_value": significance.value
-            if cfg.significance_test == "mcnemar" else interval.p_value, "compared_rows": m}  # fmt: skip
-    return criteria, nums
+            "ci_low": interval.low, "ci_high": interval.high, "p_value": p_value, "compared_rows": m}  # fmt: skip
+    return criteria, nums, untestable
+
+
+def _untestable(yt: np.ndarray, champ: np.ndarray, k: int, labels: np.ndarray, cfg: PromotionPolicy) -> str | None:
+    """Why (b) cannot pass on these rows even for a challenger right on every one, or None when it can.
+
+    A perfect challenger is the best case of either test: every resample's gain is then the largest
+    possible, and McNemar gets b = 0 and c = the champion's errors. Decided with the configured test
+    itself (same resamples, seed, confidence); the size it would need is computed at the champion's
+    error rate e = wrong / n: McNemar needs c errors with 2^-c < 1 - confidence, so ceil(c / e) rows;
+    the bootstrap's bound is above 0 only when a resample misses every error with probability
+    (1 - e)^rows below 1 - confidence. A champion right on every row is no small-dev case: nothing
+    can beat it, and the comparison refuses.
+    """
+    n, wrong = len(yt), int(np.sum(champ != yt))
+    if wrong == 0:
+        return None
+    alpha = 1.0 - cfg.confidence
+    if cfg.significance_test == "mcnemar":
+        if binomial_tail_half(wrong, wrong) < alpha:
+            return None
+        need = 1
+        while binomial_tail_half(need, need) >= alpha:
+            need += 1
+        rows = -(-need * n // wrong)
+    else:
+        perfect = paired_bootstrap(yt, champ, yt, k, resamples=cfg.bootstrap_resamples, confidence=cfg.confidence,
+                                   seed=cfg.seed, average_over=labels)  # fmt: skip
+        if perfect.low > 0.0:
+            return None
+        miss = 1.0 - wrong / n
+        rows = max(1, math.ceil(math.log(alpha) / math.log(miss)))
+        while miss**rows >= alpha:
+            rows += 1
+        while rows > 1 and miss ** (rows - 1) < alpha:
+            rows -= 1
+    rows = max(rows, n + 1)  # the seeded test already failed on these n rows
+    return (
+        f"{n} dev rows; a significant gain needs at least {rows} (at the champion's error rate, {wrong} of {n} "
+        f"wrong, even a perfect challenger cannot pass {cfg.significance_test} at {cfg.confidence:.0%})"
+    )
+
+
+def _not_testable(gain: float, why: str, cfg: PromotionPolicy) -> Criterion:
+    """(b) on a dev split too small for the test: ``small_dev`` refuses, or lets a positive gain stand in."""
+    if cfg.small_dev == "refuse":
+        return Criterion("significance", False, None, None, f"not testable: {why}; promotion.small_dev=refuse")
+    return Criterion(
+        "significance",
+        gain > _EPS,
+        gain,
+        0.0,
+        f"not testable: {why}; promotion.small_dev={cfg.small_dev}: min_delta, the per-intent check and the floor "
+        "decide, and a tie never replaces the champion (gain must be > 0)",
+    )
+
+
+NEW_LABEL_SPACE_SHARE = 0.5
+"""(a)-(c) need the two models to share at least this fraction of the intents either one knows."""
 
 
 def decide(
@@ -542,12 +626,15 @@ def decide(
     challenger_version: str,
     excluded_rows: int = 0,
     champion_labels: Sequence[str] | None = None,
+    challenger_labels: Sequence[str] | None = None,
 ) -> Decision:
     """Apply the policy to dev-set predictions (intent names) of both models.
 
     ``champion_pred=None``: no champion yet, only the absolute floor decides. ``champion_labels`` is the
     champion model's label set: intents outside it are new (reported, not held against the challenger),
     so (a)-(c) compare the two models on rows whose true intent the champion could have predicted.
+    ``challenger_labels`` (default: the dev truth and the challenger's predictions) with it tells a new
+    label space: under ``NEW_LABEL_SPACE_SHARE`` of the intents shared, the floor alone decides.
     """
     if cfg.significance_test not in ("bootstrap", "mcnemar"):
         raise ValueError(f"significance_test must be bootstrap or mcnemar, got {cfg.significance_test!r}")
@@ -561,35 +648,64 @@ def decide(
         "config": _policy_dict(cfg),
     }
     if e.champ is None:
-        assert floor.value is not None
-        verdict = "reaches" if floor.passed else "is below"
-        reason = (
-            f"{'promoted' if floor.passed else 'refused'}: no champion yet and the challenger's dev macro-F1 "
-            f"{floor.value:.4f} {verdict} the floor {cfg.min_macro_f1:.4f}"
-            + ("." if floor.passed else " (min_macro_f1).")
-        )
-        return Decision(
-            decision="promoted" if floor.passed else "refused", reason=reason, champion_macro_f1=None,
-            challenger_macro_f1=floor.value, gain=None, ci_low=None, ci_high=None, p_value=None, test="none",
-            criteria=[floor], per_intent=_per_intent(e.yt, e.chall, None, np.ones(e.k, dtype=bool), e.vocab),
-            new_intents=[], compared_rows=0, **common,
-        )  # fmt: skip
+        return _by_floor(e, floor, cfg, common, "first-model", "no champion yet and the challenger's", [])
     champion_known = set(champion_labels) if champion_labels is not None else set(e.vocab)
+    challenger_known = set(challenger_labels or ()) or set(y_true_labels) | set(challenger_pred)
     known = np.array([name in champion_known for name in e.vocab], dtype=bool)
     new_intents = [x for i, x in enumerate(e.vocab) if not known[i] and (np.any(e.yt == i) or np.any(e.chall == i))]
+    shared, union = champion_known & challenger_known, champion_known | challenger_known
+    if len(shared) < NEW_LABEL_SPACE_SHARE * len(union):
+        why = (
+            f"new label space: champion v{champion_version} and this version share {len(shared)} of {len(union)} "
+            f"intents (under {NEW_LABEL_SPACE_SHARE:.0%}), so a comparison says nothing; the challenger's"
+        )
+        return _by_floor(e, floor, cfg, common, "new-label-space", why, new_intents)
     per_intent = _per_intent(e.yt, e.chall, e.champ, known, e.vocab)
-    criteria, nums = _comparison(e, known, new_intents, per_intent, cfg)
+    criteria, nums, untestable = _comparison(e, known, new_intents, per_intent, cfg)
     criteria.append(floor)
     failed = [c for c in criteria if not c.passed]
     if failed:
         reason = "refused: failed " + ", ".join(f"{c.name} ({_short(c, cfg.significance_test)})" for c in failed) + "."
-    else:
+    elif untestable is None:
         reason = (
             f"promoted: challenger v{challenger_version} beats champion v{champion_version} by {nums['gain']:+.4f} "
             f"macro-F1 ({cfg.significance_test} significant, no intent regression, floor met)."
         )
+    else:
+        reason = (
+            f"promoted: challenger v{challenger_version} beats champion v{champion_version} by {nums['gain']:+.4f} "
+            f"macro-F1, not testable: {untestable}; promotion.small_dev={cfg.small_dev}: min_delta, no intent "
+            "regression and the floor decided."
+        )
     return Decision(decision="refused" if failed else "promoted", reason=reason, test=cfg.significance_test,
-                    criteria=criteria, per_intent=per_intent, new_intents=new_intents, **nums, **common)  # fmt: skip
+                    criteria=criteria, per_intent=per_intent, new_intents=new_intents, **nums, **common,
+                    kind="comparison" if untestable is None else "small-dev")  # fmt: skip
+
+
+def _by_floor(
+    e: _Encoded, floor: Criterion, cfg: PromotionPolicy, common: dict[str, Any], kind: str, why: str, new: list[str]
+) -> Decision:
+    """No comparison (no champion, or a new label space): the absolute floor alone decides."""
+    assert floor.value is not None
+    verdict = "reaches" if floor.passed else "is below"
+    reason = (
+        f"{'promoted' if floor.passed else 'refused'}: {why} dev macro-F1 {floor.value:.4f} {verdict} the floor "
+        f"{cfg.min_macro_f1:.4f}" + ("." if floor.passed else " (min_macro_f1).")
+    )
+    return Decision(
+        decision="promoted" if floor.passed else "refused", reason=reason, champion_macro_f1=None,
+        challenger_macro_f1=floor.value, gain=None, ci_low=None, ci_high=None, p_value=None, test="none",
+        criteria=[floor], per_intent=_per_intent(e.yt, e.chall, None, np.ones(e.k, dtype=bool), e.vocab),
+        new_intents=new, compared_rows=0, kind=kind, **common,
+    )  # fmt: skip
+
+
+def needs_approval(decision: Decision, cfg: PromotionPolicy) -> bool:
+    """A promotion a person must approve first: ``require_approval``, or a small-dev one under
+    ``small_dev: approval`` (the test could not speak, so a person does)."""
+    if not decision.promoted:
+        return False
+    return bool(cfg.require_approval) or (decision.kind == "small-dev" and cfg.small_dev == "approval")
 
 
 def _short(c: Criterion, test: str) -> str:
@@ -599,6 +715,8 @@ def _short(c: Criterion, test: str) -> str:
     if c.name == "min_delta":
         return f"gain {c.value:+.4f} < {c.threshold:.4f}"
     if c.name == "significance":
+        if c.detail.startswith("not testable"):
+            return f"gain {c.value:+.4f} not above 0; {c.detail}"
         if test == "bootstrap":
             return f"bootstrap lower bound {c.value:+.4f} <= 0"
         return f"McNemar p {c.value:.4g} not < {c.threshold:.4g} with more challenger-only wins"

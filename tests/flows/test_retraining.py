@@ -329,6 +329,30 @@ def test_v2_on_new_data_is_decided_with_every_criterion_recorded(proj: Path) -> 
     assert "min_delta" in artifact.data and tags["promotion.decision"] in artifact.description
 
 
+def test_unreadable_champion_lineage_fails_the_decision_step_and_changes_nothing(
+    proj: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read of the champion's train-set hashes that keeps failing never becomes "exclude nothing"."""
+    from intent_mlops.registry import champion as champ
+
+    client = _client(proj)
+    assert _retrain(proj, overrides=FAST).result()["version"] == "1"
+    real = mlflow.artifacts.load_text
+
+    def load_text(uri: str) -> str:
+        if uri.endswith(champ.TRAIN_HASHES):
+            raise OSError("503 Server Error: Service Unavailable")
+        return real(uri)
+
+    monkeypatch.setattr(mlflow.artifacts, "load_text", load_text)
+    monkeypatch.setattr(champ, "LINEAGE_RETRY_SECONDS", 0.0)
+    state = _retrain(proj, overrides=FAST, force=True)
+    assert state.is_failed(), state
+    assert "cannot read lineage/train_text_hashes.txt" in str(state.message), state.message  # one line, why
+    assert _versions(client) == ["1", "2"] and _aliases(client) == {CHAMPION: "1", CHALLENGER: "2"}
+    assert "promotion.decision" not in _tags(client, "2"), "nothing recorded"
+
+
 def test_worse_challenger_is_refused_and_comparison_uses_the_champions_weights(proj: Path) -> None:
     from intent_mlops.data.commands import data_import
 

@@ -38,3 +38,17 @@ def test_card_lists_what_a_reviewer_needs() -> None:
 def test_changed_params_only_lists_differences() -> None:
     assert changed_params(load_config(None)) == {}
     assert changed_params(load_config(None, {"train": {"seed": 7}})) == {"train.seed": "7"}
+
+
+def test_card_says_what_kind_of_decision_it_was() -> None:
+    """A small-dev or new-label-space decision was not a significance test: the card says so."""
+    from intent_mlops.registry.promotion import decide
+
+    cfg = load_config(None)
+    y = ["a", "b"] * 7
+    champ = ["b", "a", *y[2:]]  # wrong on 2 of 14 rows: no test can pass
+    d = decide(y, champ, list(y), cfg.promotion, champion_version="2", challenger_version="3")
+    card = model_card(_inputs(d.to_dict()), cfg)
+    assert "kind of decision: `small-dev`" in card and "needs at least 20" in card
+    old = model_card(_inputs({"decision": "promoted", "reason": "r", "champion_version": None}), cfg)
+    assert "kind of decision: `comparison`" in old  # recorded before kinds existed

@@ -47,8 +47,9 @@ def _dev(
 
 
 def _decide(y: list[str], champ: list[str] | None, chall: list[str], **kw: Any) -> Decision:
-    labels = kw.pop("champion_labels", None)
-    return decide(y, champ, chall, _cfg(**kw), champion_version="1", challenger_version="2", champion_labels=labels)
+    labels, mine = kw.pop("champion_labels", None), kw.pop("challenger_labels", None)
+    return decide(y, champ, chall, _cfg(**kw), champion_version="1", challenger_version="2", champion_labels=labels,
+                  challenger_labels=mine)  # fmt: skip
 
 
 def _failed(d: Decision) -> list[str]:
@@ -84,8 +85,8 @@ def test_refused_by_min_delta_alone(better: tuple[list[str], list[str], list[str
 def test_large_gain_on_tiny_dev_set_is_not_significant(test: str) -> None:
     y = ["a", "a", "b", "b", "c", "c", "d", "d"]
     champ = ["b", "a", "a", "b", "c", "c", "d", "d"]  # 2 errors: macro-F1 0.75
-    d = _decide(y, champ, list(y), significance_test=test)  # challenger perfect: gain +0.25
-    assert d.gain == pytest.approx(0.25)
+    d = _decide(y, champ, list(y), significance_test=test, small_dev="refuse")  # challenger perfect: gain +0.25
+    assert d.gain == pytest.approx(0.25) and d.kind == "small-dev"
     assert not d.promoted and _failed(d) == ["significance"], d.reason
     if test == "bootstrap":  # (6/8)^8 ~ 10 % of resamples miss both discordant rows: the 5 % quantile is 0
         assert d.ci_low == 0.0
@@ -233,6 +234,7 @@ def test_tags_markdown_and_json(better: tuple[list[str], list[str], list[str]]) 
         "promotion.p_value",
         "promotion.test",
         "promotion.excluded_rows",
+        "promotion.kind",
     }
     assert all(isinstance(v, str) for v in tags.values())
     assert tags["promotion.decision"] == "refused" and tags["promotion.gain"] == f"{d.gain:.4f}"
@@ -246,3 +248,135 @@ def test_tags_markdown_and_json(better: tuple[list[str], list[str], list[str]]) 
     payload = json.loads(d.to_json())
     assert payload["decision"] == "refused" and [c["name"] for c in payload["criteria"]] == CRITERIA
     assert payload["config"]["min_macro_f1"] == 0.99 and len(payload["per_intent"]) == len(INTENTS)
+
+
+# ------------------------------------------------------------------ one label set for both models
+
+
+def _removed_intent_dev(seed: int, per_intent: int = 50) -> tuple[list[str], list[str], list[str]]:
+    """8 current intents; the champion errs only by predicting ``closed_intent`` (removed from the data),
+    the challenger is wrong on those rows and on a few more: it is right on a strict subset of the champion's rows."""
+    rng = np.random.default_rng(seed)
+    names = ["balance", "card_lost", "transfer", "exchange_rate", "top_up", "refund", "pin_change", "atm"]
+    y = [name for name in names for _ in range(per_intent)]
+    champ, chall = list(y), list(y)
+    n = len(y)
+    champion_wrong = rng.choice(n, size=int(rng.integers(5, 30)), replace=False)
+    for i in champion_wrong:
+        champ[i] = "closed_intent"
+        chall[i] = names[(names.index(y[i]) + 1) % len(names)]
+    extra = rng.choice(np.setdiff1d(np.arange(n), champion_wrong), size=int(rng.integers(1, 4)), replace=False)
+    for i in extra:
+        chall[i] = names[(names.index(y[i]) + 1 + int(rng.integers(0, 6))) % len(names)]
+    return y, champ, chall
+
+
+@pytest.mark.parametrize("test", ["bootstrap", "mcnemar"])
+def test_champion_predicting_a_removed_intent_is_compared_on_the_same_labels(test: str) -> None:
+    y, champ, chall = _removed_intent_dev(seed=0)
+    current = sorted(set(y))
+    d = _decide(y, champ, chall, champion_labels=[*current, "closed_intent"], significance_test=test)
+    assert not d.promoted, d.reason
+    names = [*current, "closed_intent"]
+    enc = {n: i for i, n in enumerate(names)}
+    yt, pc, ph = (np.array([enc[v] for v in xs]) for xs in (y, champ, chall))
+    same = np.array([n != "closed_intent" for n in names])  # one label set: the intents of the data
+    assert d.champion_macro_f1 == pytest.approx(macro_f1(yt, pc, len(names), average_over=same))
+    assert d.challenger_macro_f1 == pytest.approx(macro_f1(yt, ph, len(names), average_over=same))
+    assert d.gain is not None and d.gain < 0  # a prediction of a removed intent is only an error
+    assert "closed_intent" not in {r["intent"] for r in d.per_intent}
+
+
+def test_challenger_right_on_a_strict_subset_is_never_promoted() -> None:
+    for seed in range(12):
+        y, champ, chall = _removed_intent_dev(seed)
+        d = decide(y, champ, chall, _cfg(bootstrap_resamples=500), champion_version="1", challenger_version="2",
+                   champion_labels=[*sorted(set(y)), "closed_intent"])  # fmt: skip
+        assert not d.promoted and d.gain is not None and d.gain <= 0, (seed, d.reason)
+        assert d.ci_high is not None and d.ci_high <= 0, seed  # no resample favours the challenger
+
+
+# ------------------------------------------------------------------------- a new label space
+
+DEMO = ["balance", "card_lost", "transfer", "exchange_rate", "top_up", "refund", "pin_change", "atm",
+        "double_charge", "speak_to_human", "cancel_order", "track_order", "store_hours", "reset_password"]  # fmt: skip
+MINE = ["balance", "card_lost", "transfer", "exchange_rate", "loan_rate", "mortgage"]
+
+
+def _own_csv_dev() -> tuple[list[str], list[str], list[str]]:
+    """2 dev rows per intent of MINE; the demo champion answers with its own intents, the new model is good."""
+    y = [name for name in MINE for _ in range(2)]
+    champ = [name if name in DEMO else "double_charge" for name in y]
+    champ[0] = "speak_to_human"
+    chall = list(y)
+    chall[-1] = "loan_rate"
+    return y, champ, chall
+
+
+def test_new_label_space_is_decided_by_the_floor_and_says_so() -> None:
+    y, champ, chall = _own_csv_dev()
+    d = _decide(y, champ, chall, champion_labels=DEMO, challenger_labels=MINE)
+    assert d.kind == "new-label-space" and d.promoted, d.reason
+    assert [c.name for c in d.criteria] == ["min_macro_f1"] and d.gain is None and d.test == "none"
+    assert "new label space" in d.reason and "4 of 16 intents" in d.reason and "v1" in d.reason
+    assert d.tags()["promotion.kind"] == "new-label-space"
+    assert "new-label-space" in d.markdown()
+    refused = _decide(y, champ, chall, champion_labels=DEMO, challenger_labels=MINE, min_macro_f1=0.99)
+    assert refused.kind == "new-label-space" and not refused.promoted and "(min_macro_f1)" in refused.reason
+
+
+def test_a_few_new_intents_are_still_a_comparison(better: tuple[list[str], list[str], list[str]]) -> None:
+    y, champ, chall = better
+    d = _decide(y, champ, chall, champion_labels=INTENTS[:3] + ["atm"], challenger_labels=INTENTS)
+    assert d.kind == "comparison" and len(d.criteria) == 4  # 3 of 6 intents shared: half is enough
+    assert d.tags()["promotion.kind"] == "comparison"
+    first = decide(y, None, chall, _cfg(), champion_version=None, challenger_version="1")
+    assert first.kind == "first-model" and first.tags()["promotion.kind"] == "first-model"
+
+
+# ---------------------------------------------------------------------------- a tiny dev split
+
+
+def _tiny(n: int, champion_wrong: int) -> tuple[list[str], list[str], list[str]]:
+    """n dev rows over 2 intents; the champion is wrong on the first ``champion_wrong``, the challenger on none."""
+    y = ["a" if i % 2 else "b" for i in range(n)]
+    champ = [("b" if t == "a" else "a") if i < champion_wrong else t for i, t in enumerate(y)]
+    return y, champ, list(y)
+
+
+@pytest.mark.parametrize(
+    ("test", "n", "wrong", "needed"),
+    [("bootstrap", 14, 2, 20), ("bootstrap", 5, 1, 14), ("mcnemar", 10, 3, 17), ("mcnemar", 14, 4, 18)],
+)
+def test_tiny_dev_split_is_not_testable_and_says_what_it_needs(test: str, n: int, wrong: int, needed: int) -> None:
+    y, champ, chall = _tiny(n, wrong)
+    d = _decide(y, champ, chall, significance_test=test, min_support=100)
+    assert d.kind == "small-dev" and d.promoted, d.reason  # default small_dev: delta_only
+    assert f"{n} dev rows" in d.reason and f"needs at least {needed}" in d.reason
+    assert [c.name for c in d.criteria] == CRITERIA and d.tags()["promotion.kind"] == "small-dev"
+    refused = _decide(y, champ, chall, significance_test=test, small_dev="refuse")
+    assert refused.kind == "small-dev" and not refused.promoted and f"needs at least {needed}" in refused.reason
+    tie = _decide(y, champ, list(champ), significance_test=test)
+    assert tie.kind == "small-dev" and not tie.promoted  # not testable: a tie still never replaces the champion
+
+
+@pytest.mark.parametrize(("test", "n", "wrong"), [("bootstrap", 15, 3), ("mcnemar", 17, 5)])
+def test_at_the_computed_size_the_test_decides(test: str, n: int, wrong: int) -> None:
+    """The sizes the message names are exact: the same error rate on that many rows is testable."""
+    y, champ, chall = _tiny(n, wrong)
+    d = _decide(y, champ, chall, significance_test=test)
+    assert d.kind == "comparison" and d.promoted, d.reason
+    y, champ, chall = _tiny(n - (n // wrong), wrong - 1)  # one error (and its share of rows) fewer: not testable
+    assert _decide(y, champ, chall, significance_test=test).kind == "small-dev"
+
+
+def test_small_dev_with_approval_goes_to_a_person() -> None:
+    from intent_mlops.registry.promotion import needs_approval
+
+    y, champ, chall = _tiny(14, 2)
+    cfg = _cfg(small_dev="approval")
+    d = decide(y, champ, chall, cfg, champion_version="1", challenger_version="2")
+    assert d.kind == "small-dev" and d.promoted and needs_approval(d, cfg)
+    assert not needs_approval(d, _cfg()) and needs_approval(d, _cfg(require_approval=True))
+    normal = decide(*_dev(INTENTS, 60, 6, 1), cfg, champion_version="1", challenger_version="2")
+    assert normal.kind == "comparison" and not needs_approval(normal, cfg)

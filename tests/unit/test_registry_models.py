@@ -39,3 +39,66 @@ def test_transient_registry_error_propagates_and_crowns_nothing(store: str, monk
         move_champion("m", "1", expected=None)
     monkeypatch.undo()
     assert client.get_registered_model("m").aliases == {}
+
+
+def _run_with_hashes(tmp_path: Path, hashes: list[str] | None) -> str:
+    """A finished run in this store (artifacts in tmp), with ``hashes`` as its train-set record unless None."""
+    from intent_mlops.registry.champion import log_train_hashes
+
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name("lineage")
+    exp_id = exp.experiment_id if exp else client.create_experiment("lineage", str(tmp_path / "artifacts"))
+    run_id = str(client.create_run(exp_id).info.run_id)
+    if hashes is not None:
+        log_train_hashes(run_id, hashes)
+    return run_id
+
+
+def _flaky_reads(monkeypatch: pytest.MonkeyPatch, failures: int) -> list[str]:
+    """The artifact read raises OSError (a dropped connection, an HTTP 5xx) the first ``failures`` times."""
+    real, calls = mlflow.artifacts.load_text, []
+
+    def load_text(uri: str) -> str:
+        calls.append(uri)
+        if len(calls) <= failures:
+            raise OSError("503 Server Error: Service Unavailable")
+        return real(uri)
+
+    monkeypatch.setattr(mlflow.artifacts, "load_text", load_text)
+    monkeypatch.setattr("intent_mlops.registry.champion.LINEAGE_RETRY_SECONDS", 0.0)
+    return calls
+
+
+def test_champion_lineage_read_retries_a_transient_error(
+    store: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from intent_mlops.registry.champion import train_hashes
+
+    run_id = _run_with_hashes(tmp_path, ["h1", "h2"])
+    calls = _flaky_reads(monkeypatch, failures=1)
+    assert train_hashes(run_id) == {"h1", "h2"} and len(calls) == 2
+    assert train_hashes(_run_with_hashes(tmp_path, None)) is None  # a run that predates the record: nothing to exclude
+
+
+def test_unreadable_champion_lineage_fails_before_any_comparison(
+    store: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from intent_mlops.config.params import Config
+    from intent_mlops.data.versioning import Splits
+    from intent_mlops.registry.champion import Champion, LineageUnreadable, train_hashes
+    from tasks.promotion import compare_models
+
+    run_id = _run_with_hashes(tmp_path, ["h1"])
+    calls = _flaky_reads(monkeypatch, failures=99)
+    with pytest.raises(LineageUnreadable) as err:
+        train_hashes(run_id)
+    assert len(calls) == 3  # retried, then given up
+    message = str(err.value)
+    assert "\n" not in message and "lineage/train_text_hashes.txt" in message and run_id in message
+    assert "503" in message
+    # the decision step stops there: no comparison on an unknown overlap ("0 excluded")
+    (tmp_path / "splits").mkdir()
+    (tmp_path / "splits" / "dev.csv").write_text("text,label\nwhere is my order,track_order\n")
+    splits = Splits(folder=tmp_path / "splits", md5="x")
+    with pytest.raises(LineageUnreadable):
+        compare_models.fn(Config(), str(tmp_path), tmp_path / "challenger", Champion("1", run_id, {}), splits)
