@@ -45,7 +45,7 @@ USER_ERRORS = (
     ("intent_mlops.data.io", "DataError"),
     ("intent_mlops.data.validation", "ValidationError"),
     ("intent_mlops.model.loading", "UnsafeModelError"),
-    ("intent_mlops.inference.registered", "ModelNotFound"),
+    ("intent_mlops.registry.models", "ModelNotFound"),
     (__name__, "UserError"),
 )
 """Errors that describe what the user asked for, not a bug: one line, exit 2. Looked up by module so
@@ -227,6 +227,8 @@ def _dispatch(args: argparse.Namespace, root: Path) -> int:
         _quiet_console(args.debug)
         return _run_flow(args, root, _preflight(args, root))
     if args.command in ("history", "rollback"):
+        if args.command == "rollback" and args.to_version is not None:
+            args.to_version = _existing_version(root, args.to_version)
         return _registry_command(args, root)
     if args.command == "serve-model":
         return _serve_model(args, root)
@@ -270,6 +272,17 @@ def _serve_model(args: argparse.Namespace, root: Path) -> int:
           """-d '{"inputs": {"text": ["where is my order"]}}'""")  # fmt: skip
     serve(ref, args.host, args.port)
     return 0
+
+
+def _existing_version(root: Path, version: str) -> str:
+    """``--to VERSION`` checked against the registry before anything moves (see ``existing_version``)."""
+    from intent_mlops.config.params import load_run_config
+    from intent_mlops.registry.models import existing_version
+    from intent_mlops.registry.tracking import connect
+
+    cfg = load_run_config(root)
+    connect(cfg.mlflow, root)
+    return existing_version(cfg.mlflow.registered_model, version)
 
 
 def _data_ensure(root: Path) -> int:

@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 CHAMPION, CHALLENGER, PREVIOUS_CHAMPION = "champion", "challenger", "previous-champion"
 
 
+class ModelNotFound(LookupError):
+    """The asked-for alias or version does not exist (a user error, not a registry fault)."""
+
+
 @dataclass(frozen=True)
 class RegisteredVersion:
     name: str
@@ -156,3 +160,39 @@ def find_version_for_run(name: str, run_id: str) -> str | None:
 
     found = mlflow.MlflowClient().search_model_versions(f"name='{name}' and run_id='{run_id}'")
     return str(found[0].version) if found else None
+
+
+def existing_version(name: str, version: str) -> str:
+    """``version`` as the registry spells it (``3``; ``v3``, as ``history`` prints it, also works).
+
+    Every command that takes a version number checks it here, before anything slow: a version that
+    is not a number or does not exist is a :class:`ModelNotFound` naming the versions that do, not
+    MLflow's traceback or its wording. Other registry errors propagate.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+
+    client = mlflow.MlflowClient()
+    number = version.strip().removeprefix("v")
+    if number.isdigit():
+        try:
+            return str(client.get_model_version(name, str(int(number))).version)
+        except MlflowException as exc:
+            if exc.error_code != ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+                raise
+    found = sorted(int(mv.version) for mv in client.search_model_versions(f"name='{name}'"))
+    if not found:
+        raise ModelNotFound(f"{name} has no version {version!r}: no versions yet (`intent-mlops train` registers one)")
+    raise ModelNotFound(f"{name} has no version {version!r}; versions: {version_spans(found)}")
+
+
+def version_spans(numbers: list[int]) -> str:
+    """``1-4, 7, 9-12``: sorted version numbers, consecutive runs collapsed (one short line)."""
+    spans: list[list[int]] = []
+    for n in numbers:
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
