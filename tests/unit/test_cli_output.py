@@ -53,6 +53,18 @@ def test_summary_names_this_versions_aliases_and_a_duplicate(
     assert "registered intent-classifier version 2; aliases of this version: challenger\n" in text
     assert "note: this retrains the same data and params as version 1" in text
     assert "decision: refused: failed significance\n" in text and "champion is version 1" in text
+    # the summary ends with how to use the model: this version is not the champion, so by number
+    tail = text.rstrip().splitlines()[-3:]
+    assert tail[0] == "Use the model (version 2; the champion is version 1):", text
+    assert tail[1].split("#")[0].split() == ["intent-mlops", "predict", "--version", "2", "FILE.csv", "OUT.csv"]
+    assert tail[2].split("#")[0].split() == ["intent-mlops", "serve-model", "--version", "2"]
+
+    out["aliases"] = {"champion": "2"}
+    print_outcome(tmp_path, out)
+    tail = capsys.readouterr().out.rstrip().splitlines()[-3:]
+    assert tail[0] == "Use the model (the champion, version 2):"
+    assert tail[1].split("#")[0].split() == ["intent-mlops", "predict", "FILE.csv", "OUT.csv"]
+    assert tail[2].split("#")[0].split() == ["intent-mlops", "serve-model"]
 
 
 def test_data_ensure_on_a_fresh_clone_prints_no_dvc_warning(tmp_path: Path) -> None:
