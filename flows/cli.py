@@ -437,6 +437,15 @@ class _HideUserErrorTracebacks:
         return True
 
 
+class _PlainLines(logging.Formatter):
+    """Console format: ``warning: MESSAGE`` / ``error: MESSAGE``, like the CLI's own lines, instead of
+    Prefect's ``12:00:00.000 | WARNING | Task run 'open-mlflow-run-abc' - MESSAGE`` among the summary
+    (the flow run keeps Prefect's record with the task and the time)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {super().format(record)}"
+
+
 def _filter_console() -> None:
     from prefect.logging.handlers import PrefectConsoleHandler
 
@@ -444,6 +453,7 @@ def _filter_console() -> None:
         for handler in logger.handlers:
             if isinstance(handler, PrefectConsoleHandler):
                 handler.addFilter(_HideUserErrorTracebacks())
+                handler.setFormatter(_PlainLines("%(message)s"))
 
 
 def _is_stop(exc: BaseException | None) -> bool:

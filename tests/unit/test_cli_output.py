@@ -84,3 +84,41 @@ def test_data_ensure_on_a_fresh_clone_prints_no_dvc_warning(tmp_path: Path) -> N
     assert "WARNING" not in output and "do not exist" not in output, output
     assert "generated 3750 utterances" in output
     assert versioning.dvc_file_md5(root / "data.dvc") == versioning.dvc_file_md5(REPO / "data.dvc")
+
+
+WARNING_FLOW = """
+import logging, sys
+from flows.cli import _filter_console, _quiet_console
+from intent_mlops.config.environment import apply_defaults
+apply_defaults(sys.argv[1])
+_quiet_console(False)
+from prefect import flow, get_run_logger, task
+
+@task
+def open_run():
+    get_run_logger().warning("this retrains the same data and params as version 1")
+    logging.getLogger("intent_mlops.inference.predictor").warning("no checked fast variant; using torch fp32")
+
+@flow
+def train():
+    open_run()
+    print("summary line")
+
+_filter_console()  # as `intent-mlops train` does once Prefect is imported
+train()
+"""
+
+
+def test_console_warnings_are_plain_lines_not_prefect_records(tmp_path: Path) -> None:
+    """A task's warning (e.g. "this retrains the same data and params") among the summary's plain
+    lines reads like the CLI's own lines, not ``12:00:00.000 | WARNING | Task run '...' - ...``."""
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    done = subprocess.run([sys.executable, "-c", WARNING_FLOW, str(tmp_path)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "| WARNING" not in output and "Task run" not in output, output
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert "warning: this retrains the same data and params as version 1" in lines, output
+    assert "warning: no checked fast variant; using torch fp32" in lines, output
