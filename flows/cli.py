@@ -130,7 +130,8 @@ def _parser() -> argparse.ArgumentParser:
     sm.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
     sm.add_argument("--port", type=int, default=5001, help="port (default 5001, beside the MLflow UI's 5000)")
 
-    add("serve", "serve the train and retrain deployments from this machine (schedules included; Ctrl-C stops)")
+    add("serve", "serve the train, retrain and batch-predict deployments of prefect.yaml from this machine "
+        "(schedules included; Ctrl-C stops)")  # fmt: skip
     add("prepare", "split data/intents.csv into splits/ (the DVC prepare stage)")
     add("params", "list every params.yaml key with its default and meaning")
     return p

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -122,3 +123,13 @@ def test_console_warnings_are_plain_lines_not_prefect_records(tmp_path: Path) ->
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert "warning: this retrains the same data and params as version 1" in lines, output
     assert "warning: no checked fast variant; using torch fp32" in lines, output
+
+
+def test_serve_help_names_every_deployment() -> None:
+    from flows.deployments import declarations
+
+    serve_help = _parser()._subparsers._group_actions[0].choices["serve"].format_help()  # type: ignore[union-attr]
+    names = [entry["name"] for entry in declarations(REPO)]
+    assert len(names) == 3
+    for name in names:
+        assert re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", serve_help), (name, serve_help)
