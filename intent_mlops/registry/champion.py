@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from intent_mlops.config.redact import redact, redact_mapping
-from intent_mlops.registry.models import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION, aliases
+from intent_mlops.registry.models import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION, aliases, version_tags
 from intent_mlops.registry.promotion import Decision
 
 DECISION_TAG = "promotion.decision"
@@ -140,8 +140,9 @@ def record_decision(name: str, run_id: str, decision: Decision, extra: dict[str,
     client = mlflow.MlflowClient()
     tags = redact_mapping({**decision.tags(), "promotion.time": _now(), **extra})
     for key, value in tags.items():
-        client.set_model_version_tag(name, decision.challenger_version, key, value)
         client.set_tag(run_id, key, value)
+    for key, value in version_tags(tags).items():  # the headline; the rest is on the run
+        client.set_model_version_tag(name, decision.challenger_version, key, value)
     client.set_tag(run_id, KIND_TAG, "training")
     report = decision.to_dict() | {"record": tags}
     client.log_text(run_id, json.dumps(report, indent=2, default=str), f"{DECISION_DIR}/decision.json")
@@ -215,8 +216,9 @@ def _record_superseded(name: str, version: str, expected: str | None, current: s
         client.log_text(run_id, markdown, f"{DECISION_DIR}/decision.md")
         client.update_model_version(name, version, description=markdown)
     for key, value in redact_mapping(tags).items():
-        client.set_model_version_tag(name, version, key, value)
         client.set_tag(run_id, key, value)
+    for key, value in version_tags(redact_mapping(tags)).items():
+        client.set_model_version_tag(name, version, key, value)
 
 
 def describe_aliases(name: str) -> None:

@@ -4,7 +4,7 @@ The model is logged as this project's pyfunc (:mod:`intent_mlops.inference.pyfun
 code": safetensors weights, the out-of-scope calibration and the checked ONNX variants, signature,
 input example, explicit pip requirements, nothing pickled), so every prediction path (MLflow's
 loader, ``mlflow models serve``, the batch flow) applies the same out-of-scope rule. Lineage and
-calibration tags are copied onto the version.
+serving tags are copied onto the version (:data:`VERSION_TAGS`); the calibration's stay on the run.
 """
 
 from __future__ import annotations
@@ -36,6 +36,24 @@ class RegisteredVersion:
     model_uri: str
 
 
+VERSION_TAGS = frozenset({
+    "data.md5", "data.rev", "splits.md5", "git.commit", "params.md5",  # lineage (CONVENTIONS.md)
+    "serving.backend", "serving.batch_backend",  # what answers requests and batches
+    "promotion.decision", "promotion.kind", "promotion.reason", "promotion.champion_version", "promotion.gain",
+    "promotion.ci_low",  # the decision's headline; the skip rules read them from versions
+    "intent-mlops.duplicate_of_version",  # only on a version that retrains another's data and params
+})  # fmt: skip
+"""The tags a model version carries: what code reads from a version and what a reviewer scans in MLflow's
+versions table, which shows every version tag in its own truncated column (it showed ~25). Everything
+else (the ``ood.*`` calibration, the decision's statistics, record-keeping) is on the run only, whose
+tags the model card shows with the version's."""
+
+
+def version_tags(tags: dict[str, str]) -> dict[str, str]:
+    """The part of ``tags`` that goes on the model version (see :data:`VERSION_TAGS`)."""
+    return {k: v for k, v in tags.items() if k in VERSION_TAGS}
+
+
 def serving_tags(model_dir: Path | str, backend: str, batch_backend: str) -> dict[str, str]:
     """``ood.*`` (score, threshold, target), ``serving.backend`` (what answers the online endpoint) and
     ``serving.batch_backend`` (what runs batch files): the registry alone says how the version answers
@@ -62,7 +80,8 @@ def log_and_register(
     """Log ``model_dir`` (a ``save_pretrained`` folder, with ``ood.json`` / ``onnx/`` when calibrated and
     exported) to the active run as the pyfunc model and register it.
 
-    Tags (lineage) go on the model version too, so the registry alone answers "trained on what".
+    Tags (lineage) and the serving tags go on the run; the :data:`VERSION_TAGS` among them on the model
+    version too, so the registry alone answers "trained on what, served by what".
     """
     import mlflow
 
@@ -84,8 +103,10 @@ def log_and_register(
     version = str(info.registered_model_version)
     config = (info.flavors.get("python_function") or {}).get("config") or {}  # MLmodel key of model_config
     backend = str(config.get("backend", "unknown"))
-    all_tags = {**tags, **serving_tags(model_dir, backend, str(config.get("batch_backend", backend)))}
-    for key, value in redact_mapping(all_tags).items():
+    all_tags = redact_mapping({**tags, **serving_tags(model_dir, backend, str(config.get("batch_backend", backend)))})
+    for key, value in all_tags.items():
+        client.set_tag(run.info.run_id, key, value)
+    for key, value in version_tags(all_tags).items():
         client.set_model_version_tag(registered_model, version, key, value)
     return RegisteredVersion(registered_model, version, run.info.run_id, info.model_uri)
 
