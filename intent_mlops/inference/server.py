@@ -13,6 +13,7 @@ the same shape. Server faults stay 500s.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import csv
 import io
@@ -73,12 +74,9 @@ def build_app(model: Any) -> Any:
 def _error(status: int, message: str, raw: bytes = b"") -> Any:
     from fastapi.responses import JSONResponse
 
-    code = "BAD_REQUEST"
-    try:
+    code = {400: "INVALID_PARAMETER_VALUE", 404: "ENDPOINT_NOT_FOUND"}.get(status, "BAD_REQUEST")
+    with contextlib.suppress(ValueError, AttributeError):  # MLflow's code when it answered
         code = str(json.loads(raw).get("error_code") or code)
-    except (ValueError, AttributeError):
-        if status == 404:
-            code = "ENDPOINT_NOT_FOUND"
     return JSONResponse({"error_code": code, "message": message}, status_code=status)
 
 
@@ -107,7 +105,7 @@ def request_problem(content_type: str | None, body: bytes) -> tuple[int, str] | 
         return 415, f"Content-Type {sent} is not accepted: {SEND_JSON} (text/csv with a text column also works)"
     for parameter in parameters:
         key, _, value = parameter.partition("=")
-        if key.strip().lower() != "charset" or value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+        if key.strip().lower() != "charset" or value.strip().lower() != "utf-8":  # MLflow's own rule
             return 415, f"Content-Type parameter {parameter!r} is not accepted: send UTF-8 (charset=utf-8 or none)"
     if mime.lower() == "text/csv":
         header = next(csv.reader(io.StringIO(body.decode("utf-8", errors="replace"))), [])
