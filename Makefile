@@ -86,7 +86,7 @@ unit: $(STAMP)  ## fast unit tests only
 	$(BIN)/pytest -q -m "not slow and not e2e" $(PYTEST_ARGS)
 
 mlflow-ui: $(STAMP)  ## MLflow UI on http://127.0.0.1:5000 over the embedded store
-	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/python -m flows.mlflow_ui ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
 		--default-artifact-root $(CURDIR)/mlruns/artifacts --host 127.0.0.1 --port 5000 --workers 1
 
 prefect-ui: $(STAMP)  ## Prefect UI on http://127.0.0.1:4200 (shows ephemeral runs of this PREFECT_HOME)

@@ -45,7 +45,7 @@ USER_ERRORS = (
     ("intent_mlops.data.io", "DataError"),
     ("intent_mlops.data.validation", "ValidationError"),
     ("intent_mlops.model.loading", "UnsafeModelError"),
-    ("intent_mlops.inference.registered", "ModelNotFound"),
+    ("intent_mlops.registry.models", "ModelNotFound"),
     (__name__, "UserError"),
 )
 """Errors that describe what the user asked for, not a bug: one line, exit 2. Looked up by module so
@@ -130,7 +130,8 @@ def _parser() -> argparse.ArgumentParser:
     sm.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
     sm.add_argument("--port", type=int, default=5001, help="port (default 5001, beside the MLflow UI's 5000)")
 
-    add("serve", "serve the train and retrain deployments from this machine (schedules included; Ctrl-C stops)")
+    add("serve", "serve the train, retrain and batch-predict deployments of prefect.yaml from this machine "
+        "(schedules included; Ctrl-C stops)")  # fmt: skip
     add("prepare", "split data/intents.csv into splits/ (the DVC prepare stage)")
     add("params", "list every params.yaml key with its default and meaning")
     return p
@@ -227,6 +228,8 @@ def _dispatch(args: argparse.Namespace, root: Path) -> int:
         _quiet_console(args.debug)
         return _run_flow(args, root, _preflight(args, root))
     if args.command in ("history", "rollback"):
+        if args.command == "rollback" and args.to_version is not None:
+            args.to_version = _existing_version(root, args.to_version)
         return _registry_command(args, root)
     if args.command == "serve-model":
         return _serve_model(args, root)
@@ -270,6 +273,17 @@ def _serve_model(args: argparse.Namespace, root: Path) -> int:
           """-d '{"inputs": {"text": ["where is my order"]}}'""")  # fmt: skip
     serve(ref, args.host, args.port)
     return 0
+
+
+def _existing_version(root: Path, version: str) -> str:
+    """``--to VERSION`` checked against the registry before anything moves (see ``existing_version``)."""
+    from intent_mlops.config.params import load_run_config
+    from intent_mlops.registry.models import existing_version
+    from intent_mlops.registry.tracking import connect
+
+    cfg = load_run_config(root)
+    connect(cfg.mlflow, root)
+    return existing_version(cfg.mlflow.registered_model, version)
 
 
 def _registry_command(args: argparse.Namespace, root: Path) -> int:
@@ -413,6 +427,15 @@ class _HideUserErrorTracebacks:
         return True
 
 
+class _PlainLines(logging.Formatter):
+    """Console format: ``warning: MESSAGE`` / ``error: MESSAGE``, like the CLI's own lines, instead of
+    Prefect's ``12:00:00.000 | WARNING | Task run 'open-mlflow-run-abc' - MESSAGE`` among the summary
+    (the flow run keeps Prefect's record with the task and the time)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {super().format(record)}"
+
+
 def _filter_console() -> None:
     from prefect.logging.handlers import PrefectConsoleHandler
 
@@ -420,6 +443,7 @@ def _filter_console() -> None:
         for handler in logger.handlers:
             if isinstance(handler, PrefectConsoleHandler):
                 handler.addFilter(_HideUserErrorTracebacks())
+                handler.setFormatter(_PlainLines("%(message)s"))
 
 
 def _is_stop(exc: BaseException | None) -> bool:

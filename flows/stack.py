@@ -159,7 +159,8 @@ def start(root: Path, prefect_port: int, mlflow_port: int, timeout: float) -> in
         # tables and experiment made under the store's set-up lock, before the server opens the file
         connect(load_config(root / "params.yaml").mlflow, root)
         mlflow_env = {**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-        mlflow = _spawn("mlflow-server", [str(bindir / "mlflow"), "server", "--backend-store-uri", uri,
+        server = [sys.executable, "-m", "flows.mlflow_ui", "server"]  # `mlflow server`, telemetry notice off
+        mlflow = _spawn("mlflow-server", [*server, "--backend-store-uri", uri,
                                           "--default-artifact-root", (root / "mlruns" / "artifacts").as_uri(),
                                           "--host", HOST, "--port", str(mlflow_port), "--workers", "1"],
                         mlflow_env, logs)  # fmt: skip

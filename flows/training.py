@@ -139,6 +139,22 @@ def print_outcome(root: Path, out: dict[str, Any]) -> None:
     print(f"  MLflow:  make mlflow-ui   (mlflow ui --backend-store-uri {uri})")
     home = os.environ.get("PREFECT_HOME", "~/.prefect")
     print(f"  Prefect: make prefect-ui  (PREFECT_HOME={home} prefect server start --port 4200)")
+    print()
+    print_usage(out["version"], champion)
+
+
+def print_usage(version: str, champion: str | None) -> None:
+    """The summary's last lines: how to use the model just trained (by number unless it is the champion,
+    which both commands use by default)."""
+    if version == champion:
+        print(f"Use the model (the champion, version {version}):")
+        pick = ""
+    else:
+        now = f"the champion is version {champion}" if champion else "there is no champion"
+        print(f"Use the model (version {version}; {now}):")
+        pick = f" --version {version}"
+    print(f"  intent-mlops predict{pick} FILE.csv OUT.csv   # label the text column of a CSV/Parquet file")
+    print(f"  intent-mlops serve-model{pick}   # REST endpoint on http://127.0.0.1:5001/invocations")
 
 
 def run_training(root: Path, data_rev: str | None, overrides: list[str]) -> int:

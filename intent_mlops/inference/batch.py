@@ -252,7 +252,7 @@ def predict_file(
     progress: bool = True,
 ) -> BatchResult:
     """Predict every row of ``input_path`` into ``output_path`` (CSV or Parquet by suffix)."""
-    from tqdm.auto import tqdm
+    from intent_mlops.train.progress import progress_bar
 
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.exists():
@@ -267,7 +267,7 @@ def predict_file(
     t0 = time.perf_counter()
     with output_lock(output_path):
         writer = _Writer(output_path, out_fmt, input_types(input_path, input_format) | prediction_types(top_k))
-        bar = tqdm(total=total, unit="row", desc=f"predict {input_path.name}", disable=not progress)
+        bar = progress_bar(total=total, unit="row", desc=f"predict {input_path.name}", disable=not progress)
         try:
             for chunk in chunks:
                 if text_column not in chunk.columns:

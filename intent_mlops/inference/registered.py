@@ -12,14 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from intent_mlops.registry.champion import fetch_model
-from intent_mlops.registry.models import CHAMPION, aliases
+from intent_mlops.registry.models import CHAMPION, ModelNotFound, aliases, existing_version
 
 if TYPE_CHECKING:
     from intent_mlops.inference.predictor import Predictor
-
-
-class ModelNotFound(LookupError):
-    """The asked-for alias or version does not exist (a user error, not a registry fault)."""
 
 
 @dataclass(frozen=True)
@@ -40,19 +36,10 @@ class ModelRef:
 def resolve(name: str, alias: str | None = None, version: str | None = None) -> ModelRef:
     """The version behind ``alias`` (default ``champion``) or the given ``version``; a clear error when
     neither exists."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
     if alias and version:
         raise ModelNotFound("give an alias or a version, not both")
     if version:
-        try:
-            mlflow.MlflowClient().get_model_version(name, str(version))
-        except MlflowException as exc:
-            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
-                raise
-            raise ModelNotFound(f"{name} has no version {version}") from exc
-        return ModelRef(name, str(version), None)
+        return ModelRef(name, existing_version(name, str(version)), None)
     alias = alias or CHAMPION
     found = aliases(name)
     if alias not in found:

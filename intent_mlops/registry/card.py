@@ -75,11 +75,23 @@ def model_card(inputs: CardInputs, cfg: Config) -> str:
             f"| {intent} | {row.get('f1', 0):.3f} | {row.get('precision', 0):.3f} | {row.get('recall', 0):.3f} "
             f"| {int(row.get('support', 0))} |"
         )
+    lines += ["", "## Serving", "", *_serving_lines(t)]
     changed = changed_params(cfg)
     lines += ["", "## Params that differ from the defaults", ""]
     lines += [f"- `{k}` = `{v}`" for k, v in sorted(changed.items())] or ["- none (all defaults)"]
     lines += ["", "## Promotion", "", _decision_lines(inputs.decision)]
     return redact("\n".join(lines)) + "\n"
+
+
+def _serving_lines(t: dict[str, str]) -> list[str]:
+    """What runs the version and how it decides out of scope (run tags ``serving.*`` and ``ood.*``)."""
+    ood = t.get("ood.score", "none")
+    rule = f"`{ood}` over {t.get('ood.threshold', '?')} (target {t.get('ood.target', '?')})" if ood != "none" else ""
+    online, batch = t.get("serving.backend", "unknown"), t.get("serving.batch_backend", "unknown")
+    return [
+        f"- online endpoint: `{online}`; batches: `{batch}`",
+        f"- out of scope: {rule or '`none` (not calibrated: every text gets an intent)'}",
+    ]
 
 
 def _decision_lines(d: dict[str, Any]) -> str:

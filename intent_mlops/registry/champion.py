@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from intent_mlops.config.redact import redact, redact_mapping
-from intent_mlops.registry.models import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION, aliases
+from intent_mlops.registry.models import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION, aliases, version_tags
 from intent_mlops.registry.promotion import Decision
 
 DECISION_TAG = "promotion.decision"
@@ -93,7 +93,8 @@ def fetch_model(name: str, version: str, cache: Path) -> Path:
     client = mlflow.MlflowClient()
     mv = client.get_model_version(name, version)
     source = client.get_model_version_download_uri(name, version)
-    promised = promised_files(dict(mv.tags or {}))
+    # the run holds ood.* (the version only the tags a reviewer scans, see models.version_tags)
+    promised = promised_files({**dict(client.get_run(str(mv.run_id)).data.tags), **dict(mv.tags or {})})
     # A version number is not an identity: a new store (mlruns/ removed, another tracking server)
     # numbers its versions from 1 again. The copy is reused only if it came from this version's run.
     origin = f"{mv.run_id}\n{source}\n"
@@ -231,8 +232,9 @@ def record_decision(name: str, run_id: str, decision: Decision, extra: dict[str,
     client = mlflow.MlflowClient()
     tags = redact_mapping({**decision.tags(), "promotion.time": _now(), **extra})
     for key, value in tags.items():
-        client.set_model_version_tag(name, decision.challenger_version, key, value)
         client.set_tag(run_id, key, value)
+    for key, value in version_tags(tags).items():  # the headline; the rest is on the run
+        client.set_model_version_tag(name, decision.challenger_version, key, value)
     client.set_tag(run_id, KIND_TAG, "training")
     report = decision.to_dict() | {"record": tags}
     client.log_text(run_id, json.dumps(report, indent=2, default=str), f"{DECISION_DIR}/decision.json")
@@ -306,8 +308,9 @@ def _record_superseded(name: str, version: str, expected: str | None, current: s
         client.log_text(run_id, markdown, f"{DECISION_DIR}/decision.md")
         client.update_model_version(name, version, description=markdown)
     for key, value in redact_mapping(tags).items():
-        client.set_model_version_tag(name, version, key, value)
         client.set_tag(run_id, key, value)
+    for key, value in version_tags(redact_mapping(tags)).items():
+        client.set_model_version_tag(name, version, key, value)
 
 
 def describe_aliases(name: str) -> None:

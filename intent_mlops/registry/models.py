@@ -4,7 +4,7 @@ The model is logged as this project's pyfunc (:mod:`intent_mlops.inference.pyfun
 code": safetensors weights, the out-of-scope calibration and the checked ONNX variants, signature,
 input example, explicit pip requirements, nothing pickled), so every prediction path (MLflow's
 loader, ``mlflow models serve``, the batch flow) applies the same out-of-scope rule. Lineage and
-calibration tags are copied onto the version.
+serving tags are copied onto the version (:data:`VERSION_TAGS`); the calibration's stay on the run.
 """
 
 from __future__ import annotations
@@ -24,12 +24,34 @@ log = logging.getLogger(__name__)
 CHAMPION, CHALLENGER, PREVIOUS_CHAMPION = "champion", "challenger", "previous-champion"
 
 
+class ModelNotFound(LookupError):
+    """The asked-for alias or version does not exist (a user error, not a registry fault)."""
+
+
 @dataclass(frozen=True)
 class RegisteredVersion:
     name: str
     version: str
     run_id: str
     model_uri: str
+
+
+VERSION_TAGS = frozenset({
+    "data.md5", "data.rev", "splits.md5", "git.commit", "params.md5",  # lineage (CONVENTIONS.md)
+    "serving.backend", "serving.batch_backend",  # what answers requests and batches
+    "promotion.decision", "promotion.kind", "promotion.reason", "promotion.champion_version", "promotion.gain",
+    "promotion.ci_low",  # the decision's headline; the skip rules read them from versions
+    "intent-mlops.duplicate_of_version",  # only on a version that retrains another's data and params
+})  # fmt: skip
+"""The tags a model version carries: what code reads from a version and what a reviewer scans in MLflow's
+versions table, which shows every version tag in its own truncated column (it showed ~25). Everything
+else (the ``ood.*`` calibration, the decision's statistics, record-keeping) is on the run only, whose
+tags the model card shows with the version's."""
+
+
+def version_tags(tags: dict[str, str]) -> dict[str, str]:
+    """The part of ``tags`` that goes on the model version (see :data:`VERSION_TAGS`)."""
+    return {k: v for k, v in tags.items() if k in VERSION_TAGS}
 
 
 def serving_tags(model_dir: Path | str, backend: str, batch_backend: str) -> dict[str, str]:
@@ -58,7 +80,8 @@ def log_and_register(
     """Log ``model_dir`` (a ``save_pretrained`` folder, with ``ood.json`` / ``onnx/`` when calibrated and
     exported) to the active run as the pyfunc model and register it.
 
-    Tags (lineage) go on the model version too, so the registry alone answers "trained on what".
+    Tags (lineage) and the serving tags go on the run; the :data:`VERSION_TAGS` among them on the model
+    version too, so the registry alone answers "trained on what, served by what".
     """
     import mlflow
 
@@ -80,8 +103,10 @@ def log_and_register(
     version = str(info.registered_model_version)
     config = (info.flavors.get("python_function") or {}).get("config") or {}  # MLmodel key of model_config
     backend = str(config.get("backend", "unknown"))
-    all_tags = {**tags, **serving_tags(model_dir, backend, str(config.get("batch_backend", backend)))}
-    for key, value in redact_mapping(all_tags).items():
+    all_tags = redact_mapping({**tags, **serving_tags(model_dir, backend, str(config.get("batch_backend", backend)))})
+    for key, value in all_tags.items():
+        client.set_tag(run.info.run_id, key, value)
+    for key, value in version_tags(all_tags).items():
         client.set_model_version_tag(registered_model, version, key, value)
     return RegisteredVersion(registered_model, version, run.info.run_id, info.model_uri)
 
@@ -156,3 +181,39 @@ def find_version_for_run(name: str, run_id: str) -> str | None:
 
     found = mlflow.MlflowClient().search_model_versions(f"name='{name}' and run_id='{run_id}'")
     return str(found[0].version) if found else None
+
+
+def existing_version(name: str, version: str) -> str:
+    """``version`` as the registry spells it (``3``; ``v3``, as ``history`` prints it, also works).
+
+    Every command that takes a version number checks it here, before anything slow: a version that
+    is not a number or does not exist is a :class:`ModelNotFound` naming the versions that do, not
+    MLflow's traceback or its wording. Other registry errors propagate.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+
+    client = mlflow.MlflowClient()
+    number = version.strip().removeprefix("v")
+    if number.isdigit():
+        try:
+            return str(client.get_model_version(name, str(int(number))).version)
+        except MlflowException as exc:
+            if exc.error_code != ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+                raise
+    found = sorted(int(mv.version) for mv in client.search_model_versions(f"name='{name}'"))
+    if not found:
+        raise ModelNotFound(f"{name} has no version {version!r}: no versions yet (`intent-mlops train` registers one)")
+    raise ModelNotFound(f"{name} has no version {version!r}; versions: {version_spans(found)}")
+
+
+def version_spans(numbers: list[int]) -> str:
+    """``1-4, 7, 9-12``: sorted version numbers, consecutive runs collapsed (one short line)."""
+    spans: list[list[int]] = []
+    for n in numbers:
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)

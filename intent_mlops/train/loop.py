@@ -33,6 +33,7 @@ from intent_mlops.train.distributed import Dist, init_distributed
 from intent_mlops.train.dropout import use_fast_dropout
 from intent_mlops.train.freezing import add_lora, freeze_bottom
 from intent_mlops.train.optimizer import make_optimizer
+from intent_mlops.train.progress import progress_bar
 from intent_mlops.train.runtime import configure_threads, keep_freed_memory, pick_device, set_seed
 
 MetricsLogger = Callable[[dict[str, float], int], None]
@@ -222,7 +223,7 @@ def _train_epoch(run: _Run, bar: Any, stop_after_steps: int | None) -> None:
         bar.update(1)
         if state.global_step % 10 == 0 or last:
             avg = running.item() / max(seen_in_window, 1)
-            bar.set_postfix(loss=f"{avg:.4f}", epoch=state.epoch)
+            bar.set_postfix(loss=f"{avg:.4f}", epoch=state.epoch, refresh=False)
             if run.log_metrics and dist.main:
                 group = run.opt.param_groups[0]
                 lr = group["lr"] / group.get("lr_scale", 1.0)  # the base rate, whatever the group
@@ -300,12 +301,10 @@ def train(
     every world-th batch of the same length-grouped order and DDP averages gradients; rank 0
     writes checkpoints. ``stop_after_steps`` ends the run early without finishing (resume tests).
     """
-    from tqdm.auto import tqdm
-
     cache = Path(cache_dir) if cache_dir else None
     run = _set_up(cfg, train_texts, train_labels, dev_texts, dev_labels, Path(out_dir), cache, log_metrics)
     state, resumed_from = run.state, run.state.global_step
-    bar = tqdm(total=run.total_steps, initial=state.global_step, desc="train", unit="step",
+    bar = progress_bar(total=run.total_steps, initial=state.global_step, desc="train", unit="step",
                disable=not (cfg.progress and run.dist.main))  # fmt: skip
     while not state.finished and state.epoch < cfg.epochs:
         _train_epoch(run, bar, stop_after_steps)

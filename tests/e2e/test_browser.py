@@ -177,6 +177,6 @@ def _approve_in_the_form(page: Any, served: dict[str, str], run_id: Any) -> None
     client = mlflow.MlflowClient(served["mlflow"], served["mlflow"])
     model = client.get_registered_model("intent-classifier")
     assert model.aliases.get("champion") == "2", model.aliases
-    tags = client.get_model_version("intent-classifier", "2").tags
+    tags = client.get_run(str(client.get_model_version("intent-classifier", "2").run_id)).data.tags
     assert tags["promotion.review"] == "approved" and tags["promotion.reviewer"] == "rita", tags
     assert tags["promotion.review_comment"] == "checked the weakest intents"

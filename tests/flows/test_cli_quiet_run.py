@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 NOISE = (
     "LOAD REPORT", "MISSING", "model card", "license", "Finished in state", "Traceback", "Downloading artifacts",
     "Loading weights", "Writing model shards", "| INFO", "didn't change, skipping", "ERROR", "Successfully registered",
-    "Created version",
+    "Created version", "| WARNING", "Task run",
 )  # fmt: skip
 
 
@@ -45,6 +45,8 @@ def test_train_prints_progress_and_summary_only(project: Path, tmp_path: Path) -
     assert len(lines) <= 25, "\n".join(lines)
     assert "train: 100%" in output and "epoch 2: dev accuracy" in output
     assert "registered intent-classifier version 1; aliases of this version: challenger" in output
+    summary_end = done.stdout.decode().rstrip().splitlines()[-1].strip()
+    assert summary_end.startswith("intent-mlops serve-model"), "the summary ends with how to use the model"
 
     worktrees = project / ".intent-mlops" / "worktrees"
     assert not worktrees.exists() or not any(worktrees.iterdir()), "the --data-rev worktree is removed"

@@ -80,7 +80,9 @@ def _training_runs(client: mlflow.MlflowClient) -> list[Any]:
 
 
 def _tags(client: mlflow.MlflowClient, version: str) -> dict[str, str]:
-    return dict(client.get_model_version(MODEL, version).tags)
+    """The version's record: its run's tags (all of them) and the version's (the headline)."""
+    mv = client.get_model_version(MODEL, version)
+    return {**client.get_run(str(mv.run_id)).data.tags, **mv.tags}
 
 
 def _report(client: mlflow.MlflowClient, version: str) -> dict[str, Any]:
@@ -523,7 +525,7 @@ def test_racing_promotions_end_with_one_champion_and_a_consistent_history(tmp_pa
     assert aliases == {CHAMPION: winner, PREVIOUS_CHAMPION: "1"}
 
     # the record agrees with the aliases: the loser's "promoted" became "refused", naming the winner
-    loser_tags = dict(client.get_model_version(MODEL, loser).tags)
+    loser_tags = _tags(client, loser)
     assert loser_tags["promotion.decision"] == "refused" and loser_tags["promotion.superseded_by"] == winner
     loser_run = client.get_model_version(MODEL, loser).run_id
     report = json.loads(mlflow.artifacts.load_text(f"runs:/{loser_run}/promotion/decision.json"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -53,6 +54,18 @@ def test_summary_names_this_versions_aliases_and_a_duplicate(
     assert "registered intent-classifier version 2; aliases of this version: challenger\n" in text
     assert "note: this retrains the same data and params as version 1" in text
     assert "decision: refused: failed significance\n" in text and "champion is version 1" in text
+    # the summary ends with how to use the model: this version is not the champion, so by number
+    tail = text.rstrip().splitlines()[-3:]
+    assert tail[0] == "Use the model (version 2; the champion is version 1):", text
+    assert tail[1].split("#")[0].split() == ["intent-mlops", "predict", "--version", "2", "FILE.csv", "OUT.csv"]
+    assert tail[2].split("#")[0].split() == ["intent-mlops", "serve-model", "--version", "2"]
+
+    out["aliases"] = {"champion": "2"}
+    print_outcome(tmp_path, out)
+    tail = capsys.readouterr().out.rstrip().splitlines()[-3:]
+    assert tail[0] == "Use the model (the champion, version 2):"
+    assert tail[1].split("#")[0].split() == ["intent-mlops", "predict", "FILE.csv", "OUT.csv"]
+    assert tail[2].split("#")[0].split() == ["intent-mlops", "serve-model"]
 
 
 @pytest.mark.parametrize("command", [["ensure"], ["add"]], ids=["ensure", "add"])
@@ -81,3 +94,51 @@ def test_data_on_a_fresh_clone_prints_no_dvc_warning(tmp_path: Path, command: li
         assert versioning.dvc_file_md5(root / "data.dvc") == versioning.dvc_file_md5(REPO / "data.dvc")
     else:
         assert "data/intents.csv: 3755 rows" in output
+
+
+WARNING_FLOW = """
+import logging, sys
+from flows.cli import _filter_console, _quiet_console
+from intent_mlops.config.environment import apply_defaults
+apply_defaults(sys.argv[1])
+_quiet_console(False)
+from prefect import flow, get_run_logger, task
+
+@task
+def open_run():
+    get_run_logger().warning("this retrains the same data and params as version 1")
+    logging.getLogger("intent_mlops.inference.predictor").warning("no checked fast variant; using torch fp32")
+
+@flow
+def train():
+    open_run()
+    print("summary line")
+
+_filter_console()  # as `intent-mlops train` does once Prefect is imported
+train()
+"""
+
+
+def test_console_warnings_are_plain_lines_not_prefect_records(tmp_path: Path) -> None:
+    """A task's warning (e.g. "this retrains the same data and params") among the summary's plain
+    lines reads like the CLI's own lines, not ``12:00:00.000 | WARNING | Task run '...' - ...``."""
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    done = subprocess.run([sys.executable, "-c", WARNING_FLOW, str(tmp_path)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "| WARNING" not in output and "Task run" not in output, output
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert "warning: this retrains the same data and params as version 1" in lines, output
+    assert "warning: no checked fast variant; using torch fp32" in lines, output
+
+
+def test_serve_help_names_every_deployment() -> None:
+    from flows.deployments import declarations
+
+    serve_help = _parser()._subparsers._group_actions[0].choices["serve"].format_help()  # type: ignore[union-attr]
+    names = [entry["name"] for entry in declarations(REPO)]
+    assert len(names) == 3
+    for name in names:
+        assert re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", serve_help), (name, serve_help)

@@ -42,10 +42,12 @@ def _register(tmp_path: Path, files: dict[str, str], tags: dict[str, str]) -> st
         (folder / rel).write_text(text)
     client = mlflow.MlflowClient()
     exp = client.create_experiment("fetch", artifact_location=str(tmp_path / "artifacts"))
-    run = client.create_run(exp)
+    # as registered: ood.* on the run only, serving.* on the version too (models.version_tags)
+    run = client.create_run(exp, tags=tags)
     client.log_artifacts(run.info.run_id, str(folder), "model")
     client.create_registered_model(NAME)
-    mv = client.create_model_version(NAME, f"{run.info.artifact_uri}/model", run_id=run.info.run_id, tags=tags)
+    on_version = {k: v for k, v in tags.items() if not k.startswith("ood.")}
+    mv = client.create_model_version(NAME, f"{run.info.artifact_uri}/model", run_id=run.info.run_id, tags=on_version)
     return str(mv.version)
 
 

@@ -11,6 +11,7 @@ from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
 
 from intent_mlops.registry import models
 from intent_mlops.registry.champion import move_champion
+from tests.unit.test_inference_predictor import tiny_classifier  # noqa: F401  (fixture)
 
 
 @pytest.fixture
@@ -102,3 +103,49 @@ def test_unreadable_champion_lineage_fails_before_any_comparison(
     splits = Splits(folder=tmp_path / "splits", md5="x")
     with pytest.raises(LineageUnreadable):
         compare_models.fn(Config(), str(tmp_path), tmp_path / "challenger", Champion("1", run_id, {}), splits)
+
+
+LINEAGE = {"data.md5": "d" * 32, "data.rev": "workspace", "git.commit": "c" * 40, "params.md5": "p" * 32,
+           "splits.md5": "s" * 32}  # fmt: skip
+ON_THE_VERSION = {
+    *LINEAGE, "serving.backend", "serving.batch_backend",
+    "promotion.decision", "promotion.kind", "promotion.reason", "promotion.champion_version", "promotion.gain",
+    "promotion.ci_low",
+}  # fmt: skip
+
+
+def test_a_version_carries_the_tags_a_reviewer_scans_and_the_run_keeps_the_rest(
+    store: str,
+    tiny_classifier: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """MLflow's versions table shows every version tag, truncated: the version keeps lineage, serving and
+    the decision's headline; calibration, statistics and record-keeping tags go on the run (and the card)."""
+    import shutil
+
+    from intent_mlops.config.params import Config
+    from intent_mlops.registry.card import write_card
+    from intent_mlops.registry.champion import record_decision
+    from intent_mlops.registry.promotion import decide
+
+    client = mlflow.MlflowClient()
+    exp = client.create_experiment("tags", artifact_location=str(tmp_path / "artifacts"))
+    with mlflow.start_run(experiment_id=exp) as run:
+        mlflow.set_tags(LINEAGE)  # as the training flow's open-run does
+        model = Path(shutil.copytree(tiny_classifier, tmp_path / "m"))
+        registered = models.log_and_register(model, "m", ["hello there"], LINEAGE)
+    truth = ["a", "b"] * 20
+    decision = decide(truth, truth[::-1], truth, Config().promotion, champion_version="1",
+                      challenger_version=registered.version)  # fmt: skip
+    record_decision("m", run.info.run_id, decision, {"prefect.flow_run_id": "f" * 32, **LINEAGE})
+
+    on_version = set(client.get_model_version("m", registered.version).tags)
+    assert on_version <= ON_THE_VERSION, sorted(on_version - ON_THE_VERSION)
+    assert len(on_version) <= 13 and {*LINEAGE, "serving.backend", "promotion.decision"} <= on_version
+    on_run = client.get_run(run.info.run_id).data.tags
+    on_the_run_only = ("ood.score", "promotion.p_value", "promotion.test", "promotion.ci_high",
+                       "promotion.excluded_rows", "promotion.challenger_version", "promotion.time")  # fmt: skip
+    for key in (*on_the_run_only, "serving.backend", "prefect.flow_run_id"):
+        assert key in on_run, key
+    card = write_card("m", registered.version, Config(), {"train": 40})
+    assert f"online endpoint: `{on_run['serving.backend']}`" in card and "out of scope: `none`" in card, card

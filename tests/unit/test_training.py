@@ -201,3 +201,22 @@ def test_early_stopping_says_so(
     text = printed.out + printed.err
     assert result.best_epoch == 1 and "epoch 2: dev accuracy" in text and "epoch 3:" not in text
     assert "early stopping: no dev macro-F1 gain for 1 epochs" in text and "the best epoch, 1, is kept" in text
+
+
+def test_progress_bar_in_a_log_draws_at_most_one_frame_every_few_seconds(
+    tiny_model_dir: Path, tmp_path: Path, splits: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """stderr captured (not a terminal, like a log file): the bar redraws every LOG_INTERVAL_SECONDS at
+    most, besides its first and last frame and the one under each epoch line (a log got 487 before)."""
+    import time
+
+    from intent_mlops.train.progress import LOG_INTERVAL_SECONDS
+
+    t0 = time.monotonic()
+    result = train(_cfg(tiny_model_dir, epochs=3, progress=True), *splits["train"], *splits["dev"], tmp_path / "r")
+    elapsed = time.monotonic() - t0
+    err = capsys.readouterr().err
+    frames = err.count("train:")
+    assert "train: 100%" in err and result.global_step >= 20
+    assert LOG_INTERVAL_SECONDS >= 5
+    assert frames <= 2 + result.epochs_run + elapsed / LOG_INTERVAL_SECONDS, (frames, elapsed, err)
