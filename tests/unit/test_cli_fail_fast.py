@@ -149,7 +149,7 @@ def test_rollback_refusal_is_one_line(
     from flows import cli as cli_module
     from intent_mlops.registry import history
 
-    def refuse(root: Path, to: str | None, reason: str, on_rollback: object = None) -> int:
+    def refuse(root: Path, to: str | None, reason: str, on_rollback: object = None, **options: object) -> int:
         raise ValueError("intent-classifier: no previous-champion to roll back to; pass --to VERSION")
 
     monkeypatch.setattr(history, "rollback_command", refuse)
