@@ -155,7 +155,15 @@ def promote(decision: Decision, version: RegisteredVersion, root: str) -> dict[s
         moved, now = champ.move_champion(version.name, version.version, decision.champion_version)
     failpoint("after-promote")
     if not moved:
-        get_run_logger().warning("champion moved to v%s while v%s was evaluated: not promoted", now, version.version)
+        back = champ.rolled_back(version.name, version.version)
+        if back is not None:  # a crash rerun applying a promotion recorded before a rollback: the rollback wins
+            get_run_logger().warning(
+                "v%s was rolled back from by %s at %s since its promotion was recorded: not promoted",
+                version.version, back["by"], back["at"],
+            )  # fmt: skip
+        else:
+            message = "champion moved to v%s while v%s was evaluated: not promoted"
+            get_run_logger().warning(message, now, version.version)
     return {"moved": moved, "champion": now}
 
 

@@ -33,14 +33,21 @@ def history_table(rows: list[dict[str, str]]) -> str:
         cells = []
         for _, key in COLUMNS:
             value = " ".join((row.get(key, "") or "").split())
-            if key in NUMBERS and value not in ("", "none"):
-                value = f"{float(value):+.4f}"
+            if key in NUMBERS:
+                value = _signed(value)
             cells.append(value[: WIDTHS[key]] if key in WIDTHS else value)
         table.append(cells)
     widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS) - 1)]
     lines = [" | ".join([*(cell.ljust(w) for cell, w in zip(line, widths, strict=False)), line[-1]]) for line in table]
     lines.insert(1, "-+-".join(["-" * w for w in widths] + ["-" * len(COLUMNS[-1][0])]))
     return "\n".join(lines)
+
+
+def _signed(value: str) -> str:
+    try:
+        return f"{float(value):+.4f}"
+    except ValueError:  # "none", empty, or a hand-set tag: shown as it is
+        return value
 
 
 def print_history(root: Path) -> int:

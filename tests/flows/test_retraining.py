@@ -598,16 +598,24 @@ def test_sigkill_between_register_and_promote_recovers_on_rerun(proj: Path, fail
 # ------------------------------------------------------------------ the decision history decides a retrain
 
 
-def test_a_rollback_holds_against_the_next_retrain_until_force(proj: Path) -> None:
+def test_a_rollback_holds_against_the_next_retrain_until_force(proj: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """v2 promoted, rolled back to v1: a retrain on v2's data and params skips with who/when/why."""
+    from prefect import get_client
+    from prefect.settings import PREFECT_API_URL
+
     from intent_mlops.registry.history import rollback_command
+    from tasks.promotion import PROMOTION_LIMIT, promotion_lock
 
     client = _client(proj)
     assert _retrain(proj, overrides=WEAK).result()["decision"]["decision"] == "promoted"
     assert _retrain(proj).result()["decision"]["decision"] == "promoted", "the default recipe beats the weak v1"
     assert _aliases(client)[CHAMPION] == "2"
+    # as the CLI does: the promotion's locks, with a server also its global concurrency limit (released after).
     # force: v1, the weak champion, may be below the 0.5 floor of params.yaml (it was crowned with floor 0)
-    assert rollback_command(proj, None, "refund answers regressed", force=True) == 0
+    monkeypatch.setenv("PREFECT_API_URL", str(PREFECT_API_URL.value()))
+    assert rollback_command(proj, None, "refund answers regressed", force=True, lock=promotion_lock(proj)) == 0
+    with get_client(sync_client=True) as prefect:
+        assert prefect.read_global_concurrency_limit_by_name(PROMOTION_LIMIT).active_slots == 0
     assert _aliases(client)[CHAMPION] == "1"
 
     fine_tunes = _fine_tunes()

@@ -216,3 +216,13 @@ def test_an_unreachable_tracking_server_is_one_line_naming_it(
     monkeypatch.setattr(cli_module, "_dispatch", bug)
     with pytest.raises(MlflowException):
         cli_module.main(["--project", str(REPO), "history"])
+
+
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    [("abc", "--version abc: not a version number"), ("7", "intent-classifier has no version 7")],
+)
+def test_decide_checks_the_version_before_prefect(repo: Path, tmp_path: Path, version: str, expected: str) -> None:
+    home = tmp_path / "prefect-home"
+    rc, _, err, _ = cli("--project", str(repo), "decide", "--version", version, cwd=repo, prefect_home=home)
+    assert expected in one_line_error(rc, err, home)
