@@ -1,7 +1,9 @@
 """The decision step of every training: compare with the champion, decide, (approve,) record, promote.
 
 ``train`` and ``retrain`` both end here (one path): the first version is crowned by the absolute
-floor alone, later ones by the whole ``promotion.*`` policy. Only composition of ``tasks/``.
+floor alone, later ones by the whole ``promotion.*`` policy. ``intent-mlops decide`` (and ``retrain``
+for an undecided version) runs the same step again for an existing version, without training.
+Only composition of ``tasks/``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from tasks.card import model_card
 from tasks.data import prepare_splits, pull_data
 from tasks.promotion import (
     announce,
+    archive_decision,
     compare_models,
     decide_promotion,
     fetch_version,
@@ -35,6 +38,7 @@ from tasks.promotion import (
     read_champion,
     record_decision,
     recorded_decision,
+    rolled_back,
 )
 from tasks.training import read_aliases
 
@@ -118,6 +122,8 @@ def decide_and_promote(
         if decision.promoted and cfg.promotion.require_approval:
             decision, review = await_approval(decision, cfg.promotion.approval_timeout_seconds)
         extra = {"prefect.flow_run_id": str(flow_run.get_id() or ""), **lineage, **review}
+        if again:
+            archive_decision(registered)
         record_decision(decision, registered, comparison, extra)
     outcome = promote(decision, registered, root)
     if decision.promoted and not outcome["moved"]:  # the champion moved meanwhile: the record now says refused
@@ -138,6 +144,12 @@ def decide_version(cfg: Config, root: str, number: str, splits: Splits) -> dict[
     champion = read_champion(cfg, root)
     if champion is not None and champion.version == number:
         raise UserError(f"version {number} is the champion: there is nothing to decide against")
+    back = rolled_back(cfg.mlflow.registered_model, number)
+    if back is not None:  # a person's rollback holds; crowning it again is a person's move too
+        raise UserError(
+            f"version {number} was rolled back from by {back['by'] or 'someone'} at {back['at']}: {back['reason']}; "
+            f"`intent-mlops rollback --to {number}` crowns it again"
+        )
     registered, model_dir, lineage = fetch_version(cfg, root, number)
     decision = decide_and_promote(cfg, root, registered, model_dir, splits, lineage, again=True)
     model_card(cfg, registered, splits, str(flow_run.get_id() or ""))

@@ -47,9 +47,7 @@ def prior_decision(name: str, data_md5: str, params_md5: str, champion: champ.Ch
 
 @task(name="fetch-version", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def fetch_version(cfg: Config, root: str, number: str) -> tuple[RegisteredVersion, Path, dict[str, str]]:
-    """An existing version to decide again: its registry entry, its model folder and its lineage tags.
-
-    Its earlier record (refused, undecided) is kept as a decision run first, so the history shows both."""
+    """An existing version to decide again: its registry entry, its model folder and its lineage tags."""
     import mlflow
 
     connect(cfg.mlflow, root)
@@ -58,9 +56,19 @@ def fetch_version(cfg: Config, root: str, number: str) -> tuple[RegisteredVersio
     model_dir = champ.fetch_model(name, number, Path(root) / ".intent-mlops" / "models")
     tags = dict(mv.tags or {})
     lineage = {k: tags[k] for k in ("data.md5", "data.rev", "params.md5", "splits.md5", "git.commit") if k in tags}
-    champ.archive_decision(name, number)
-    registered = RegisteredVersion(name, number, str(mv.run_id), f"models:/{name}/{number}")
-    return registered, model_dir, lineage
+    return RegisteredVersion(name, number, str(mv.run_id), f"models:/{name}/{number}"), model_dir, lineage
+
+
+@task(name="rolled-back", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def rolled_back(name: str, number: str) -> dict[str, str] | None:
+    """Who rolled back from this version, when and why (None: nobody since it was last crowned)."""
+    return champ.rolled_back(name, number)
+
+
+@task(name="archive-decision", retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
+def archive_decision(version: RegisteredVersion) -> str | None:
+    """Keep the version's earlier record (refused, undecided) as a run of its own before the new one replaces it."""
+    return champ.archive_decision(version.name, version.version)
 
 
 @task(name="log-train-set", retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
