@@ -670,10 +670,17 @@ def test_a_first_model_below_the_floor_registers_once_and_decide_crowns_it(proj:
     assert _fine_tunes() == fine_tunes and _versions(client) == ["1"]
 
     # the user relaxes the floor: `intent-mlops decide --version 1` decides it again, without training
-    from flows.promotion import decide_flow
+    from prefect.settings import PREFECT_API_URL
 
-    out = decide_flow(version="1", overrides=["promotion.min_macro_f1=0.0"], project_dir=str(proj))
-    assert out["decision"]["decision"] == "promoted" and _aliases(client)[CHAMPION] == "1"
+    cmd = [sys.executable, "-m", "flows.cli", "--project", str(proj), "decide", "--version", "1"]
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    done = subprocess.run(
+        [*cmd, "--set", "promotion.min_macro_f1=0.0"], env=env, cwd=REPO, capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "decided version 1 again: promoted" in done.stdout, done.stdout
+    assert _aliases(client)[CHAMPION] == "1"
     assert _fine_tunes() == fine_tunes and _versions(client) == ["1"]
     assert [r["promotion.decision"] for r in history(_experiment_id(client))] == ["refused", "promoted"]
     assert "promoted" in (client.get_model_version(MODEL, "1").description or ""), "the card shows the new decision"
