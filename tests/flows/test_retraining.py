@@ -627,6 +627,14 @@ def test_a_rollback_holds_against_the_next_retrain_until_force(proj: Path, monke
     assert skipped.result()["rule"] == "rolled-back"
     assert _fine_tunes() == fine_tunes and _versions(client) == ["1", "2"] and _aliases(client)[CHAMPION] == "1"
 
+    # `intent-mlops decide --version 2` does not undo a person's rollback either
+    from flows.cli import UserError
+    from flows.promotion import decide_flow
+
+    with pytest.raises(UserError, match="version 2 was rolled back from by .*: refund answers regressed; `"):
+        decide_flow(version="2", project_dir=str(proj))
+    assert _aliases(client)[CHAMPION] == "1" and _tags(client, "2")["promotion.decision"] == "promoted"
+
     forced = _retrain(proj, force=True)
     assert forced.result()["version"] == "3" and _fine_tunes() == fine_tunes + 1
     assert _tags(client, "3")["promotion.champion_version"] == "1", "decided against the champion after the rollback"
