@@ -37,7 +37,7 @@ EPILOG = """first steps:
 
 `intent-mlops COMMAND --help` describes one command."""
 
-FLOW_COMMANDS = ("train", "retrain", "predict")
+FLOW_COMMANDS = ("train", "retrain", "predict", "decide")
 NO_PROJECT_COMMANDS = ("params",)
 USER_ERRORS = (
     ("intent_mlops.config.environment", "NotAProjectError"),
@@ -51,6 +51,13 @@ USER_ERRORS = (
 """Errors that describe what the user asked for, not a bug: one line, exit 2. Looked up by module so
 that a fast failure never waits for the import of pandas or torch (an error of a module that was
 never imported cannot have been raised)."""
+
+RETRYABLE_ERRORS = (
+    ("intent_mlops.registry.champion", "LineageUnreadable"),
+    ("intent_mlops.registry.champion", "IncompleteModel"),
+)
+"""Faults of the stores, not of the request nor a bug: one line naming what failed, exit 1 (rerun once
+the store answers; nothing was decided, recorded or moved)."""
 
 
 class UserError(Exception):
@@ -99,6 +106,11 @@ def _parser() -> argparse.ArgumentParser:
     rb = add("rollback", "move champion back (default: to previous-champion) and record why")
     rb.add_argument("--to", dest="to_version", default=None, metavar="VERSION", help="version to crown")
     rb.add_argument("--reason", default="manual rollback", help="recorded with the decision")
+    rb.add_argument("--force", action="store_true",
+                    help="crown a version below the floor or refused by the policy anyway")  # fmt: skip
+    de = add("decide", "decide an existing version again against the champion (current promotion policy), no training")
+    run_args(de)
+    de.add_argument("--version", dest="model_version", required=True, metavar="N", help="version number")
 
     d = add("data", "manage the tracked data set (data/, data.dvc, the DVC remote)")
     dsub = d.add_subparsers(dest="data_command", required=True, metavar="ACTION")
@@ -160,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 1
+        if _is_one_of(exc, RETRYABLE_ERRORS) and not args.debug:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         if not _is_user_error(exc):
             raise
         if args.debug:
@@ -172,7 +187,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _is_user_error(exc: BaseException) -> bool:
-    for module, name in USER_ERRORS:
+    return _is_one_of(exc, USER_ERRORS)
+
+
+def _is_one_of(exc: BaseException, errors: tuple[tuple[str, str], ...]) -> bool:
+    for module, name in errors:
         cls = getattr(sys.modules.get(module), name, None)
         if cls is not None and isinstance(exc, cls):
             return True
@@ -295,8 +314,12 @@ def _registry_command(args: argparse.Namespace, root: Path) -> int:
         if args.command == "history":
             return decisions.print_history(root)
         from flows.promotion import announce_rollback
+        from tasks.promotion import promotion_lock
 
-        return decisions.rollback_command(root, args.to_version, args.reason, on_rollback=announce_rollback)
+        return decisions.rollback_command(
+            root, args.to_version, args.reason, on_rollback=announce_rollback, force=args.force,
+            lock=promotion_lock(root),
+        )  # fmt: skip
     except ValueError as exc:  # rollback's own refusals: nothing to roll back to, already champion
         raise UserError(str(exc)) from exc
     except MlflowException as exc:
@@ -323,6 +346,12 @@ def _preflight(args: argparse.Namespace, root: Path) -> Plan:
     if args.command == "predict":
         return _preflight_predict(args, root, load_run_config(root))
     cfg = load_run_config(root, args.overrides)
+    model = None
+    if args.command == "decide":
+        from intent_mlops.inference.registered import resolve
+
+        version = _existing_version(root, str(args.model_version))
+        model = resolve(cfg.mlflow.registered_model, None, version)
     commit = None
     if args.data_rev not in (None, "", "workspace"):
         commit = _resolve_revision(root, args.data_rev, "--data-rev")
@@ -333,7 +362,7 @@ def _preflight(args: argparse.Namespace, root: Path) -> Plan:
             f"{root / 'data.dvc'}: not found: `intent-mlops data ensure` gets the default data set, "
             "`intent-mlops data import FILE` tracks yours"
         )
-    return Plan(cfg=cfg, data_rev=args.data_rev, commit=commit)
+    return Plan(cfg=cfg, data_rev=args.data_rev, commit=commit, model=model)
 
 
 def _resolve_revision(root: Path, rev: str, option: str) -> str:
@@ -495,6 +524,10 @@ def _flow_runner(args: argparse.Namespace, root: Path) -> Callable[[], int]:
         from flows.training import run_training
 
         return lambda: run_training(root, args.data_rev, args.overrides)
+    if args.command == "decide":
+        from flows.promotion import run_decide
+
+        return lambda: run_decide(root, args.model_version, args.data_rev, args.overrides)
     from flows.retraining import run_retraining
 
     return lambda: run_retraining(root, args.data_rev, args.force, args.overrides)
@@ -507,6 +540,11 @@ def _report_stop(args: argparse.Namespace, root: Path, plan: Plan, signum: int) 
     what = interrupts.describe(signum)
     if args.command == "predict":
         print(f"\nstopped by {what}: {args.output} not written (an earlier file there is unchanged)", file=sys.stderr)
+        return
+    if args.command == "decide":
+        print(
+            f"\nstopped by {what}: the champion moves only after a recorded decision; rerun to decide", file=sys.stderr
+        )
         return
     command = shlex.join(["intent-mlops", *sys.argv[1:]]) if sys.argv[1:] else "the same command"
     run_id, step = None, None

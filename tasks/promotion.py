@@ -39,9 +39,36 @@ def read_champion(cfg: Config, root: str) -> champ.Champion | None:
     return champ.current_champion(cfg.mlflow.registered_model)
 
 
-@task(name="refused-before", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def refused_before(name: str, data_md5: str, params_md5: str, champion_version: str) -> str | None:
-    return champ.refused_before(name, data_md5, params_md5, champion_version)
+@task(name="prior-decision", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def prior_decision(name: str, data_md5: str, params_md5: str, champion: champ.Champion | None) -> champ.Prior | None:
+    """What the decision history says about retraining on this data and params (the skip rule)."""
+    return champ.prior_decision(name, data_md5, params_md5, champion)
+
+
+@task(name="fetch-version", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def fetch_version(cfg: Config, root: str, number: str) -> tuple[RegisteredVersion, Path, dict[str, str]]:
+    """An existing version to decide again: its registry entry, its model folder and its lineage tags."""
+    import mlflow
+
+    connect(cfg.mlflow, root)
+    name = cfg.mlflow.registered_model
+    mv = mlflow.MlflowClient().get_model_version(name, number)
+    model_dir = champ.fetch_model(name, number, Path(root) / ".intent-mlops" / "models")
+    tags = dict(mv.tags or {})
+    lineage = {k: tags[k] for k in ("data.md5", "data.rev", "params.md5", "splits.md5", "git.commit") if k in tags}
+    return RegisteredVersion(name, number, str(mv.run_id), f"models:/{name}/{number}"), model_dir, lineage
+
+
+@task(name="rolled-back", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def rolled_back(name: str, number: str) -> dict[str, str] | None:
+    """Who rolled back from this version, when and why (None: nobody since it was last crowned)."""
+    return champ.rolled_back(name, number)
+
+
+@task(name="archive-decision", retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
+def archive_decision(version: RegisteredVersion) -> str | None:
+    """Keep the version's earlier record (refused, undecided) as a run of its own before the new one replaces it."""
+    return champ.archive_decision(version.name, version.version)
 
 
 @task(name="log-train-set", retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
@@ -84,11 +111,8 @@ def compare_models(
 def decide_promotion(
     cfg: Config, comparison: Comparison, champion: champ.Champion | None, version: RegisteredVersion
 ) -> Decision:
-    """The policy of ``promotion.*``, or the decision this version already has (rerun after a crash)."""
-    recorded = champ.recorded_decision(version.name, version.version)
-    if recorded is not None:
-        get_run_logger().info("version %s already has a recorded decision: applying it", version.version)
-        return decision_from_dict(recorded)
+    """The policy of ``promotion.*`` (a recorded decision is applied by the caller instead, see
+    :func:`recorded_decision`; ``intent-mlops decide`` decides a recorded one again)."""
     decision = decide(
         comparison.y_true, comparison.champion, comparison.challenger, cfg.promotion,
         champion_version=champion.version if champion else None, challenger_version=version.version,
@@ -111,9 +135,10 @@ def record_decision(
 
 
 @contextlib.contextmanager
-def _promotion_lock(root: str) -> Iterator[None]:
-    """A file lock on this machine; with a Prefect server also a global concurrency limit of 1,
-    so workers on other machines take turns too."""
+def promotion_lock(root: str | Path) -> Iterator[None]:
+    """Every move of ``champion`` (promotion, ``intent-mlops rollback``): a file lock on this machine;
+    with a Prefect server also a global concurrency limit of 1, so workers on other machines take turns too.
+    A plain context manager, not a task: the CLI's rollback takes it outside any flow."""
     with champ.promotion_lock(Path(root) / ".intent-mlops" / "promotion.lock"):
         if not os.environ.get("PREFECT_API_URL"):
             yield
@@ -139,17 +164,26 @@ def promote(decision: Decision, version: RegisteredVersion, root: str) -> dict[s
     """Move ``champion`` if the decision says so and the champion is still the one compared against."""
     if not decision.promoted:
         return {"moved": False, "champion": champ.aliases(version.name).get(champ.CHAMPION)}
-    with _promotion_lock(root):
+    with promotion_lock(root):
         moved, now = champ.move_champion(version.name, version.version, decision.champion_version)
     failpoint("after-promote")
     if not moved:
-        get_run_logger().warning("champion moved to v%s while v%s was evaluated: not promoted", now, version.version)
+        back = champ.rolled_back(version.name, version.version)
+        if back is not None:  # a crash rerun applying a promotion recorded before a rollback: the rollback wins
+            get_run_logger().warning(
+                "v%s was rolled back from by %s at %s since its promotion was recorded: not promoted",
+                version.version, back["by"], back["at"],
+            )  # fmt: skip
+        else:
+            message = "champion moved to v%s while v%s was evaluated: not promoted"
+            get_run_logger().warning(message, now, version.version)
     return {"moved": moved, "champion": now}
 
 
 @task(name="recorded-decision", retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
 def recorded_decision(version: RegisteredVersion) -> Decision | None:
-    """The decision a crashed earlier attempt already recorded for this version, if any."""
+    """The decision a crashed earlier attempt already recorded for this version, if any (None also
+    for ``undecided``); an unreadable record fails after the retries instead of counting as none."""
     raw = champ.recorded_decision(version.name, version.version)
     return None if raw is None else decision_from_dict(raw)
 
@@ -160,7 +194,7 @@ def announce(decision: Decision, version: RegisteredVersion, moved: bool) -> Non
     ``emit_event`` swallows most errors, so the MLflow record, written before, is the audit trail."""
     from prefect.events import emit_event
 
-    kind = "promoted" if decision.promoted and moved else "refused"
+    kind = "refused" if decision.promoted and not moved else decision.decision  # promoted, refused, undecided
     emit_event(
         event=f"intent-mlops.model.{kind}",
         resource={

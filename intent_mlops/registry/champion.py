@@ -16,6 +16,7 @@ import json
 import posixpath
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,12 @@ from intent_mlops.registry.models import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
 from intent_mlops.registry.promotion import Decision
 
 DECISION_TAG = "promotion.decision"
+KIND = "promotion.kind"  # comparison, first-model, ..., rollback, manual (see Decision.kind)
+UNDECIDED = "undecided"  # approval timed out or the pause failed: decided again on the next run
+ROLLED_BACK_AT, ROLLED_BACK_BY, ROLLED_BACK_REASON = (
+    "promotion.rolled_back_at", "promotion.rolled_back_by", "promotion.rolled_back_reason",
+)  # fmt: skip
+"""On the version a rollback moved ``champion`` away from: a retrain on its data and params skips."""
 DECISION_DIR = "promotion"
 KIND_TAG = "intent-mlops.kind"
 TRAIN_HASHES = "lineage/train_text_hashes.txt"
@@ -213,16 +220,35 @@ def train_hashes(run_id: str, attempts: int = 3) -> set[str] | None:
 
 
 def recorded_decision(name: str, version: str) -> dict[str, Any] | None:
-    """The decision already recorded for a version (a rerun after a crash applies it, never re-decides)."""
+    """The decision already recorded for a version (a rerun after a crash applies it, never re-decides).
+
+    None only when there is none: no ``promotion.decision`` tag, an ``undecided`` one (decided again),
+    or tags without a report (a crash between the two: decided again). Any other error reading the
+    report propagates (the caller retries, then fails): deciding a second time on a transient read
+    error would write a new verdict over a real one.
+    """
     import mlflow
 
     mv = mlflow.MlflowClient().get_model_version(name, version)
-    if DECISION_TAG not in (mv.tags or {}):
+    if (mv.tags or {}).get(DECISION_TAG, UNDECIDED) == UNDECIDED:
         return None
+    text = _report_text(str(mv.run_id))
+    return None if text is None else dict(json.loads(text))
+
+
+def _report_text(run_id: str) -> str | None:
+    """A run's ``decision.json``; None only for "no such artifact" (MLflow's or the file system's)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
     try:
-        return dict(json.loads(mlflow.artifacts.load_text(f"runs:/{mv.run_id}/{DECISION_DIR}/decision.json")))
-    except Exception:  # tags present but the report is not: decide again
+        return str(mlflow.artifacts.load_text(f"runs:/{run_id}/{DECISION_DIR}/decision.json"))
+    except FileNotFoundError:
         return None
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
 
 
 def record_decision(name: str, run_id: str, decision: Decision, extra: dict[str, str]) -> dict[str, str]:
@@ -241,6 +267,27 @@ def record_decision(name: str, run_id: str, decision: Decision, extra: dict[str,
     client.log_text(run_id, redact(decision.markdown()), f"{DECISION_DIR}/decision.md")
     client.update_model_version(name, decision.challenger_version, description=redact(decision.markdown()))
     return tags
+
+
+def archive_decision(name: str, version: str) -> str | None:
+    """Keep a version's current record (refused, undecided) as a run of its own before it is decided
+    again (``intent-mlops decide``, an undecided version on the next retrain): the new record replaces
+    the version's tags and report, the history keeps both. Returns the archive run's id (None: no record)."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    mv = client.get_model_version(name, version)
+    run = client.get_run(str(mv.run_id))
+    tags = {k: v for k, v in run.data.tags.items() if k.startswith("promotion.") or k in ("data.md5", "params.md5")}
+    if DECISION_TAG not in tags:
+        return None
+    tags |= {KIND_TAG: "decision", "promotion.decided_again_at": _now()}
+    archive = client.create_run(str(run.info.experiment_id), run_name=f"earlier decision of v{version}", tags=tags)
+    text = _report_text(str(mv.run_id))
+    if text is not None:
+        client.log_text(archive.info.run_id, text, f"{DECISION_DIR}/decision.json")
+    client.set_terminated(archive.info.run_id)
+    return str(archive.info.run_id)
 
 
 @contextlib.contextmanager
@@ -264,6 +311,8 @@ def move_champion(name: str, to_version: str, expected: str | None) -> tuple[boo
     current = aliases(name).get(CHAMPION)
     if current == to_version:
         return True, current
+    if rolled_back(name, to_version):  # a person rolled back from it since its promotion was recorded
+        return False, current
     if current != expected:
         _record_superseded(name, to_version, expected, current)
         return False, current
@@ -272,6 +321,16 @@ def move_champion(name: str, to_version: str, expected: str | None) -> tuple[boo
     set_alias(name, CHAMPION, to_version)
     describe_aliases(name)
     return True, to_version
+
+
+def rolled_back(name: str, version: str) -> dict[str, str] | None:
+    """Who rolled back from ``version``, when and why (None: nobody, or it was crowned again since)."""
+    import mlflow
+
+    tags = dict(mlflow.MlflowClient().get_model_version(name, version).tags or {})
+    if ROLLED_BACK_AT not in tags:
+        return None
+    return {"at": tags[ROLLED_BACK_AT], "by": tags.get(ROLLED_BACK_BY, ""), "reason": tags.get(ROLLED_BACK_REASON, "")}
 
 
 def _record_superseded(name: str, version: str, expected: str | None, current: str | None) -> None:
@@ -294,11 +353,8 @@ def _record_superseded(name: str, version: str, expected: str | None, current: s
         DECISION_TAG: "refused", "promotion.reason": reason, "promotion.superseded_by": current or "none",
         "promotion.superseded_at": _now(),
     }  # fmt: skip
-    raw: dict[str, Any] | None
-    try:
-        raw = dict(json.loads(mlflow.artifacts.load_text(f"runs:/{run_id}/{DECISION_DIR}/decision.json")))
-    except Exception:  # no report (a hand-set tag): amend the tags alone
-        raw = None
+    text = _report_text(run_id)  # None: no report (a hand-set tag): amend the tags alone
+    raw = None if text is None else dict(json.loads(text))
     if raw is not None:
         raw["decision"], raw["reason"] = "refused", reason
         raw["criteria"] = [*raw.get("criteria", []), asdict(Criterion("champion_unchanged", False, None, None, detail))]
@@ -357,59 +413,164 @@ def _order(row: dict[str, str]) -> tuple[datetime, int, str]:
 
 
 def rollback(
-    name: str, experiment_id: str, to_version: str | None, reason: str, who: str, lock_file: Path
+    name: str,
+    experiment_id: str,
+    to_version: str | None,
+    reason: str,
+    who: str,
+    lock: AbstractContextManager[object],
+    *,
+    floor: float | None = None,
+    force: bool = False,
 ) -> dict[str, str]:
-    """Move ``champion`` back (default: to ``previous-champion``) and record it as a decision run."""
+    """Move ``champion`` back (default: to ``previous-champion``): checked, recorded, then moved, under ``lock``.
+
+    ``lock`` is the one promotions take (the caller builds it: with a Prefect server it also holds the
+    global concurrency limit, which the core cannot import). Without ``force`` a target below ``floor``
+    (its dev macro-F1) or refused by the policy is refused with the reason. A target that was never
+    champion is recorded with kind ``manual``, a former champion with kind ``rollback``. The version
+    moved away from is marked (who, when, why): a retrain on its data and params then skips.
+    """
     import mlflow
 
     client = mlflow.MlflowClient()
-    with promotion_lock(lock_file):
+    with lock:
         now = aliases(name)
         current = now.get(CHAMPION)
         target = to_version or now.get(PREVIOUS_CHAMPION)
         if target is None:
             raise ValueError(f"{name}: no previous-champion to roll back to; pass --to VERSION")
-        client.get_model_version(name, target)  # raises if the version does not exist
+        mv = client.get_model_version(name, target)  # raises if the version does not exist
         if target == current:
             raise ValueError(f"{name}: version {target} is already the champion")
+        target_tags = dict(mv.tags or {})
+        if not force:
+            _check_target(name, target, target_tags, str(mv.run_id or ""), floor)
+        was_champion = target_tags.get(DECISION_TAG) == "promoted" or any(
+            key in target_tags for key in ("promotion.rolled_back_to_at", ROLLED_BACK_AT)
+        )
+        at = _now()
+        tags = redact_mapping({
+            DECISION_TAG: "rollback", KIND: "rollback" if was_champion else "manual",
+            "promotion.reason": reason[:500] or "rollback", "promotion.time": at,
+            "promotion.champion_version": current or "none", "promotion.challenger_version": target,
+            "promotion.by": who, "data.md5": target_tags.get("data.md5", ""), KIND_TAG: "decision",
+        })  # fmt: skip
+        run = client.create_run(experiment_id, run_name=f"{tags[KIND]} v{current} -> v{target}", tags=tags)
+        client.log_text(run.info.run_id, json.dumps(tags, indent=2), f"{DECISION_DIR}/decision.json")
+        client.set_terminated(run.info.run_id)
+        if current is not None:
+            marks = {ROLLED_BACK_AT: at, ROLLED_BACK_BY: who, ROLLED_BACK_REASON: tags["promotion.reason"]}
+            for key, value in redact_mapping(marks).items():
+                client.set_model_version_tag(name, current, key, value)
+        for key in (ROLLED_BACK_AT, ROLLED_BACK_BY, ROLLED_BACK_REASON):  # crowned again by a person
+            if key in target_tags:
+                client.delete_model_version_tag(name, target, key)
+        client.set_model_version_tag(name, target, "promotion.rolled_back_to_at", at)
         if current is not None:
             set_alias(name, PREVIOUS_CHAMPION, current)
         set_alias(name, CHAMPION, target)
         describe_aliases(name)
-    target_tags = dict(client.get_model_version(name, target).tags or {})
-    tags = redact_mapping({
-        DECISION_TAG: "rollback", "promotion.reason": reason[:500] or "rollback", "promotion.time": _now(),
-        "promotion.champion_version": current or "none", "promotion.challenger_version": target,
-        "promotion.by": who, "data.md5": target_tags.get("data.md5", ""), KIND_TAG: "decision",
-    })  # fmt: skip
-    run = client.create_run(experiment_id, run_name=f"rollback v{current} -> v{target}", tags=tags)
-    client.log_text(run.info.run_id, json.dumps(tags, indent=2), f"{DECISION_DIR}/decision.json")
-    client.set_terminated(run.info.run_id)
-    client.set_model_version_tag(name, target, "promotion.rolled_back_to_at", tags["promotion.time"])
     return tags
 
 
-def history(experiment_id: str) -> list[dict[str, str]]:
-    """Every recorded decision, oldest first: the tags of runs that carry ``promotion.decision``."""
+def _check_target(name: str, target: str, tags: dict[str, str], run_id: str, floor: float | None) -> None:
+    """A rollback target must have been acceptable: not refused, not below the floor (``--force`` skips this)."""
+    import mlflow
+
+    if tags.get(DECISION_TAG) == "refused":
+        why = tags.get("promotion.reason", "").removeprefix("refused: ").rstrip(".")
+        raise ValueError(f"{name}: version {target} was refused ({why}); pass --force to crown it anyway")
+    if floor is None or not run_id:
+        return
+    score = mlflow.MlflowClient().get_run(run_id).data.metrics.get("dev_macro_f1")
+    if score is not None and score < floor:
+        raise ValueError(
+            f"{name}: version {target} has dev macro-F1 {score:.4f}, below the floor promotion.min_macro_f1 "
+            f"{floor:.4f}; pass --force to crown it anyway"
+        )
+
+
+def history(experiment_id: str, name: str | None = None) -> list[dict[str, str]]:
+    """Every recorded decision, oldest first: the tags of runs that carry ``promotion.decision``.
+
+    With ``name``, a ``champion`` alias that points at a version no recorded decision crowned last
+    (moved outside this project, e.g. in MLflow's UI) ends the list as an ``unrecorded`` manual move.
+    """
     import mlflow
 
     runs = mlflow.MlflowClient().search_runs(
         [experiment_id], filter_string=f"tags.`{DECISION_TAG}` LIKE '%'", max_results=5000
     )
-    rows = [{**dict(r.data.tags), "run_id": r.info.run_id} for r in runs]
-    return sorted(rows, key=_order)
+    rows = sorted(({**dict(r.data.tags), "run_id": r.info.run_id} for r in runs), key=_order)
+    if name is None:
+        return rows
+    crowned = None
+    for row in rows:
+        if row.get(DECISION_TAG) in ("promoted", "rollback"):
+            crowned = row.get("promotion.challenger_version")
+    current = aliases(name).get(CHAMPION)
+    if current is not None and current != crowned:
+        rows.append({
+            DECISION_TAG: "unrecorded", KIND: "manual", "promotion.champion_version": crowned or "none",
+            "promotion.challenger_version": current, "promotion.reason": (
+                f"champion points at version {current}, but no recorded decision moved it there "
+                "(moved outside intent-mlops, e.g. in MLflow's UI)"
+            ),
+        })  # fmt: skip
+    return rows
 
 
-def refused_before(name: str, data_md5: str, params_md5: str, champion_version: str) -> str | None:
-    """The latest version trained on this data and these params that was refused against this
-    champion: retraining would only decide the same again (None when there is none)."""
+@dataclass(frozen=True)
+class Prior:
+    """What the decision history already says about a retrain on this data and these params.
+
+    ``rule``: ``champion`` / ``rolled-back`` / ``refused`` (skip: retraining would repeat it) or
+    ``undecided`` (decide ``version`` again, without retraining). ``message`` says which and why.
+    """
+
+    rule: str
+    version: str
+    message: str
+
+
+def prior_decision(name: str, data_md5: str, params_md5: str, champion: Champion | None) -> Prior | None:
+    """The one skip rule of the retrain flow, from the decision history (None: train).
+
+    In order: the champion was trained on this data and params; a version trained on them was rolled
+    back from (a person's rollback holds until the data or params change); the newest version trained
+    on them was refused against this champion (with no champion: by the floor); it is undecided.
+    """
     import mlflow
 
+    if champion is not None and (champion.data_md5, champion.params_md5) == (data_md5, params_md5):
+        return Prior(
+            "champion", champion.version, f"champion version {champion.version} was trained on this data and params"
+        )
     found = mlflow.MlflowClient().search_model_versions(
         f"name='{name}' and tags.`data.md5` = '{data_md5}' and tags.`params.md5` = '{params_md5}'"
     )
+    against = champion.version if champion is not None else "none"
     for mv in sorted(found, key=lambda m: -int(m.version)):
-        tags = mv.tags or {}
-        if tags.get(DECISION_TAG) == "refused" and tags.get("promotion.champion_version") == champion_version:
-            return str(mv.version)
+        tags, version = dict(mv.tags or {}), str(mv.version)
+        if ROLLED_BACK_AT in tags:
+            return Prior("rolled-back", version, (
+                f"version {version}, trained on this data and params, was rolled back by "
+                f"{tags.get(ROLLED_BACK_BY) or 'someone'} at {tags[ROLLED_BACK_AT]}: {tags.get(ROLLED_BACK_REASON, '')}"
+            ))  # fmt: skip
+        decision = tags.get(DECISION_TAG)
+        if decision == UNDECIDED:
+            return Prior(UNDECIDED, version, f"version {version}, trained on this data and params, is undecided")
+        if decision == "refused" and tags.get("promotion.champion_version") == against:
+            on = _failed_criteria(name, version) or tags.get("promotion.reason", "")
+            whom = f"champion version {against}" if champion is not None else "the floor (no champion yet)"
+            return Prior("refused", version, (
+                f"version {version}, trained on this data and params, was refused on {on} against {whom}"
+            ))  # fmt: skip
     return None
+
+
+def _failed_criteria(name: str, version: str) -> str:
+    """The failed criteria of a recorded refusal, by name ("" when the report is missing)."""
+    raw = recorded_decision(name, version) or {}
+    return ", ".join(str(c.get("name")) for c in raw.get("criteria", []) if not c.get("passed"))

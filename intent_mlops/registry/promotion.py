@@ -733,10 +733,21 @@ def decision_from_dict(raw: dict[str, Any]) -> Decision:
     return Decision(**data)
 
 
-def reviewed(decision: Decision, approved: bool, reviewer: str, comment: str) -> Decision:
-    """The policy's decision after a person's answer (a refusal or a timeout turns it into "refused")."""
+def reviewed(decision: Decision, approved: bool | None, reviewer: str, comment: str) -> Decision:
+    """The policy's decision after a person's answer: a refusal turns it into "refused"; no answer
+    (``approved=None``: the approval timed out or the pause failed) into "undecided", which the next
+    run decides again instead of treating it as a refusal."""
     from dataclasses import replace
 
+    if approved is None:
+        note = comment or "no answer"
+        criterion = Criterion("human_approval", False, None, None, f"not decided: {note}")
+        return replace(
+            decision,
+            decision="undecided",
+            reason=f"undecided: {note}; the next run decides again (the policy said: {decision.reason})",
+            criteria=[*decision.criteria, criterion],
+        )
     verdict = "approved" if approved else "refused"
     note = f"{verdict} by {reviewer or 'a reviewer'}" + (f": {comment}" if comment else "")
     criterion = Criterion("human_approval", approved, None, None, note)

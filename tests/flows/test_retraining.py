@@ -231,7 +231,8 @@ def test_first_version_is_crowned_by_the_floor_and_unchanged_data_is_skipped(pro
     mlflow.set_tracking_uri(f"sqlite:///{proj.parent / 'elsewhere.db'}")
     os.environ.pop("MLFLOW_TRACKING_URI", None)  # set_tracking_uri exports it; a user's export would rightly win
     skipped = _retrain(proj)
-    assert skipped.is_completed() and skipped.message == SKIPPED, (skipped, skipped.message)
+    assert skipped.is_completed(), skipped
+    assert skipped.message == f"{SKIPPED}: champion version 1 was trained on this data and params", skipped.message
     result = skipped.result()
     assert result["skipped"] is True and result["champion"] == "1" and result["data_md5"] == tags["data.md5"]
     run_id = _flow_run_id(skipped)
@@ -246,7 +247,7 @@ def test_first_version_is_crowned_by_the_floor_and_unchanged_data_is_skipped(pro
 
     # force trains anyway (the training subflow with its fine-tune) and decides against the champion
     forced = _retrain(proj, force=True)
-    assert forced.is_completed() and forced.message != SKIPPED, forced
+    assert forced.is_completed() and not str(forced.message).startswith(SKIPPED), forced
     assert forced.result()["version"] == "2"
     children = _child_flow_runs(_flow_run_id(forced))
     assert len(children) == 1 and any(n.startswith("fine-tune") for n in _task_run_names(children[0].id))
@@ -397,7 +398,10 @@ def test_worse_challenger_is_refused_and_comparison_uses_the_champions_weights(p
     # The same data and params were refused against this champion: the next retrain skips.
     fine_tunes = _fine_tunes()
     again = _retrain(proj)
-    assert again.is_completed() and again.message == SKIPPED, again
+    assert again.is_completed(), again
+    assert str(again.message).startswith(
+        f"{SKIPPED}: version 2, trained on this data and params, was refused on min_delta, significance"
+    ) and str(again.message).endswith("against champion version 1"), again.message
     assert again.result()["decided"] == "2"
     assert _fine_tunes() == fine_tunes and _versions(client) == ["1", "2"]
 
@@ -428,7 +432,11 @@ def test_approval_rollback_and_history(proj: Path, capsys: pytest.CaptureFixture
     assert tags["prefect.flow_run_id"] == str(paused), "recorded by the run that paused"
 
     # the same challenger again, approved this time
-    assert _retrain(proj, overrides=APPROVAL).message == SKIPPED, "refused on this data: skipped without force"
+    skipped = _retrain(proj, overrides=APPROVAL)
+    assert str(skipped.message).startswith(f"{SKIPPED}: version 2, trained on this data and params, was refused on "), (
+        "refused on this data: skipped without force"
+    )
+    assert "human_approval" in str(skipped.message), skipped.message
     state, _ = _approve(proj, {"approve": True, "reviewer": "alice", "comment": "ship it"}, force=True)
     assert state.result()["version"] == "3"
     assert _aliases(client) == {CHAMPION: "3", CHALLENGER: "3", PREVIOUS_CHAMPION: "1"}
@@ -438,7 +446,11 @@ def test_approval_rollback_and_history(proj: Path, capsys: pytest.CaptureFixture
 
     # rollback: back to previous-champion, recorded as a decision, announced as a Prefect event
     announced: list[bool] = []
-    assert rollback_command(proj, None, "bad model", lambda n, t: announced.append(announce_rollback(n, t))) == 0
+    # force: v1, the weak champion, may be below the 0.5 floor of params.yaml (it was crowned with floor 0)
+    assert (
+        rollback_command(proj, None, "bad model", lambda n, t: announced.append(announce_rollback(n, t)), force=True)
+        == 0
+    )
     assert announced == [True]
     assert _aliases(client) == {CHAMPION: "1", CHALLENGER: "3", PREVIOUS_CHAMPION: "3"}
     rows = history(_experiment_id(client))
@@ -454,7 +466,7 @@ def test_approval_rollback_and_history(proj: Path, capsys: pytest.CaptureFixture
     capsys.readouterr()
     assert print_history(proj) == 0
     printed = capsys.readouterr().out.splitlines()
-    assert [line.split(" | ")[1] for line in printed[2:]] == ["promoted", "refused", "promoted", "rollback"]
+    assert [line.split(" | ")[1].strip() for line in printed[2:]] == ["promoted", "refused", "promoted", "rollback"]
 
 
 def test_racing_promotions_end_with_one_champion_and_a_consistent_history(tmp_path: Path) -> None:
@@ -539,8 +551,8 @@ def test_racing_promotions_end_with_one_champion_and_a_consistent_history(tmp_pa
     assert {r["promotion.champion_version"] for r in rows if r["promotion.challenger_version"] != "1"} == {"1"}
 
 
-def test_approval_timeout_counts_as_refused_and_the_run_finishes() -> None:
-    """No answer: the pause times out, the refusal is recorded by later tasks, the run completes."""
+def test_approval_timeout_leaves_the_version_undecided_and_the_run_finishes() -> None:
+    """No answer: the pause times out, "undecided" (not a refusal) is recorded by later tasks, the run completes."""
     from prefect import flow, task
 
     from flows.promotion import await_approval
@@ -562,7 +574,7 @@ def test_approval_timeout_counts_as_refused_and_the_run_finishes() -> None:
     state = approval_probe(return_state=True)
     assert state.is_completed(), state
     decision, reason, review, after = state.result()
-    assert (decision, review["promotion.review"], after) == ("refused", "timeout", "ran")
+    assert (decision, review["promotion.review"], after) == ("undecided", "timeout", "ran")
     assert "no approval within 2 s" in reason
 
 
@@ -607,3 +619,103 @@ def test_sigkill_between_register_and_promote_recovers_on_rerun(proj: Path, fail
         for key in ("promotion.time", "prefect.flow_run_id", "promotion.reason"):
             assert after[key] == before[key], key
         assert _report(client, "1") == report_before
+
+
+# ------------------------------------------------------------------ the decision history decides a retrain
+
+
+def test_a_rollback_holds_against_the_next_retrain_until_force(proj: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """v2 promoted, rolled back to v1: a retrain on v2's data and params skips with who/when/why."""
+    from prefect import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    from intent_mlops.registry.history import rollback_command
+    from tasks.promotion import PROMOTION_LIMIT, promotion_lock
+
+    client = _client(proj)
+    assert _retrain(proj, overrides=WEAK).result()["decision"]["decision"] == "promoted"
+    assert _retrain(proj).result()["decision"]["decision"] == "promoted", "the default recipe beats the weak v1"
+    assert _aliases(client)[CHAMPION] == "2"
+    # as the CLI does: the promotion's locks, with a server also its global concurrency limit (released after).
+    # force: v1, the weak champion, may be below the 0.5 floor of params.yaml (it was crowned with floor 0)
+    monkeypatch.setenv("PREFECT_API_URL", str(PREFECT_API_URL.value()))
+    assert rollback_command(proj, None, "refund answers regressed", force=True, lock=promotion_lock(proj)) == 0
+    with get_client(sync_client=True) as prefect:
+        assert prefect.read_global_concurrency_limit_by_name(PROMOTION_LIMIT).active_slots == 0
+    assert _aliases(client)[CHAMPION] == "1"
+
+    fine_tunes = _fine_tunes()
+    skipped = _retrain(proj)  # the 03:00 run: same data, same params as v2
+    assert skipped.is_completed(), skipped
+    message = str(skipped.message)
+    assert message.startswith(f"{SKIPPED}: version 2, trained on this data and params, was rolled back by "), message
+    assert message.endswith(": refund answers regressed") and " at 20" in message, message
+    assert skipped.result()["rule"] == "rolled-back"
+    assert _fine_tunes() == fine_tunes and _versions(client) == ["1", "2"] and _aliases(client)[CHAMPION] == "1"
+
+    # `intent-mlops decide --version 2` does not undo a person's rollback either
+    from flows.cli import UserError
+    from flows.promotion import decide_flow
+
+    with pytest.raises(UserError, match="version 2 was rolled back from by .*: refund answers regressed; `"):
+        decide_flow(version="2", project_dir=str(proj))
+    assert _aliases(client)[CHAMPION] == "1" and _tags(client, "2")["promotion.decision"] == "promoted"
+
+    forced = _retrain(proj, force=True)
+    assert forced.result()["version"] == "3" and _fine_tunes() == fine_tunes + 1
+    assert _tags(client, "3")["promotion.champion_version"] == "1", "decided against the champion after the rollback"
+
+
+def test_an_approval_timeout_is_decided_again_without_a_new_version(proj: Path) -> None:
+    from intent_mlops.registry.champion import history
+
+    client = _client(proj)
+    assert _retrain(proj, overrides=WEAK).result()["decision"]["decision"] == "promoted"
+    timeout = ["promotion.require_approval=true", "promotion.approval_timeout_seconds=2"]
+    first = _retrain(proj, overrides=timeout)
+    assert first.result()["version"] == "2" and first.result()["decision"]["decision"] == "undecided", first
+    assert _tags(client, "2")["promotion.decision"] == "undecided" and _aliases(client)[CHAMPION] == "1"
+
+    fine_tunes = _fine_tunes()
+    again = _retrain(proj, overrides=timeout)  # nobody answered again: still undecided, nothing trained
+    assert again.is_completed() and again.result()["decided_again"] is True, again
+    assert again.result()["decision"]["decision"] == "undecided"
+    approved = _retrain(proj, overrides=["promotion.require_approval=false"])  # the policy alone decides now
+    assert approved.result()["decided_again"] is True and approved.result()["decision"]["decision"] == "promoted"
+    assert _fine_tunes() == fine_tunes and _versions(client) == ["1", "2"], "no retraining, no new version"
+    assert _aliases(client)[CHAMPION] == "2"
+    rows = [(r["promotion.decision"], r["promotion.challenger_version"]) for r in history(_experiment_id(client))]
+    assert rows == [("promoted", "1"), ("undecided", "2"), ("undecided", "2"), ("promoted", "2")]
+
+
+def test_a_first_model_below_the_floor_registers_once_and_decide_crowns_it(proj: Path) -> None:
+    from intent_mlops.registry.champion import history
+
+    client = _client(proj)
+    strict = [*WEAK[:2], "promotion.min_macro_f1=0.99"]  # a weak first model under a floor it cannot reach
+    first = _retrain(proj, overrides=strict)
+    assert first.result()["decision"]["decision"] == "refused" and CHAMPION not in _aliases(client)
+    fine_tunes = _fine_tunes()
+    again = _retrain(proj, overrides=strict)  # the nightly schedule: no champion, same data and params
+    assert again.message == (
+        f"{SKIPPED}: version 1, trained on this data and params, was refused on min_macro_f1 "
+        "against the floor (no champion yet)"
+    ), again.message
+    assert _fine_tunes() == fine_tunes and _versions(client) == ["1"]
+
+    # the user relaxes the floor: `intent-mlops decide --version 1` decides it again, without training
+    from prefect.settings import PREFECT_API_URL
+
+    cmd = [sys.executable, "-m", "flows.cli", "--project", str(proj), "decide", "--version", "1"]
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    done = subprocess.run(
+        [*cmd, "--set", "promotion.min_macro_f1=0.0"], env=env, cwd=REPO, capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "decided version 1 again: promoted" in done.stdout, done.stdout
+    assert _aliases(client)[CHAMPION] == "1"
+    assert _fine_tunes() == fine_tunes and _versions(client) == ["1"]
+    assert [r["promotion.decision"] for r in history(_experiment_id(client))] == ["refused", "promoted"]
+    assert "promoted" in (client.get_model_version(MODEL, "1").description or ""), "the card shows the new decision"
+    assert str(_retrain(proj, overrides=strict).message).startswith(f"{SKIPPED}: champion version 1")

@@ -10,7 +10,8 @@ from flows.cli import _parser
 @pytest.mark.parametrize(
     "argv",
     [["train"], ["retrain", "--force"], ["history"], ["rollback", "--to", "2"], ["serve"], ["params"],
-     ["data", "import", "x.csv"], ["data", "add", "x.csv"], ["data", "generate", "--batch", "1"], ["prepare"]],
+     ["data", "import", "x.csv"], ["data", "add", "x.csv"], ["data", "generate", "--batch", "1"], ["prepare"],
+     ["decide", "--version", "2"], ["rollback", "--to", "2", "--force"]],
 )  # fmt: skip
 def test_command_exists(argv: list[str]) -> None:
     args = _parser().parse_args(argv)

@@ -149,7 +149,7 @@ def test_rollback_refusal_is_one_line(
     from flows import cli as cli_module
     from intent_mlops.registry import history
 
-    def refuse(root: Path, to: str | None, reason: str, on_rollback: object = None) -> int:
+    def refuse(root: Path, to: str | None, reason: str, on_rollback: object = None, **options: object) -> int:
         raise ValueError("intent-classifier: no previous-champion to roll back to; pass --to VERSION")
 
     monkeypatch.setattr(history, "rollback_command", refuse)
@@ -216,3 +216,34 @@ def test_an_unreachable_tracking_server_is_one_line_naming_it(
     monkeypatch.setattr(cli_module, "_dispatch", bug)
     with pytest.raises(MlflowException):
         cli_module.main(["--project", str(REPO), "history"])
+
+
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    [("abc", "intent-classifier has no version 'abc'"), ("7", "intent-classifier has no version '7'")],
+)
+def test_decide_checks_the_version_before_prefect(repo: Path, tmp_path: Path, version: str, expected: str) -> None:
+    home = tmp_path / "prefect-home"
+    rc, _, err, _ = cli("--project", str(repo), "decide", "--version", version, cwd=repo, prefect_home=home)
+    assert expected in one_line_error(rc, err, home)
+
+
+def test_an_unreadable_champion_lineage_is_one_line_exit_1(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A store fault in the decision step (the lineage could not be read) is one line naming it, not a
+    traceback, and exit 1: nothing was decided, the same command is to be rerun."""
+    from flows import cli as cli_module
+    from intent_mlops.registry.champion import LineageUnreadable
+
+    message = "cannot read lineage/train_text_hashes.txt of champion run abc after 3 tries: OSError: 503"
+
+    def fail(args: object, root: Path) -> int:
+        try:
+            raise OSError("503 Server Error")
+        except OSError as exc:
+            raise LineageUnreadable(message) from exc
+
+    monkeypatch.setattr(cli_module, "_dispatch", fail)
+    assert cli_module.main(["--project", str(repo), "retrain"]) == 1
+    assert capsys.readouterr().err.strip() == f"error: {message}"
