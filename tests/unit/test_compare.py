@@ -19,16 +19,6 @@ from intent_mlops.train.loop import train
 from tests.conftest import four_intent_splits, tiny_train_config
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> str:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    exp = mlflow.create_experiment("compare-tests", artifact_location=str(tmp_path / "artifacts"))
-    mlflow.set_experiment(experiment_id=exp)
-    return uri
-
-
 @pytest.fixture(scope="module")
 def trained(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
     """A tiny BERT fine-tuned on four intents with max_length 32 (seconds), and its dev split."""

@@ -16,16 +16,6 @@ from intent_mlops.inference.validation import InvalidInput
 from tests.unit.test_inference_predictor import TEXTS, tiny_classifier  # noqa: F401  (fixture)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> str:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    exp = mlflow.create_experiment("inference-tests", artifact_location=str(tmp_path / "artifacts"))
-    mlflow.set_experiment(experiment_id=exp)  # artifacts in tmp, not in the repository's mlruns/
-    return uri
-
-
 def test_logged_pyfunc_predicts_like_the_predictor(
     store: str,
     tiny_classifier: Path,  # noqa: F811

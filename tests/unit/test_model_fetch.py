@@ -26,14 +26,6 @@ FILES = {
 TAGS = {"ood.score": "mahalanobis", "serving.backend": "onnx-int8", "serving.batch_backend": "torch-bf16"}
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> str:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    return uri
-
-
 def _register(tmp_path: Path, files: dict[str, str], tags: dict[str, str]) -> str:
     """A version whose logged model folder holds ``files``; returns its number."""
     folder = tmp_path / "logged"

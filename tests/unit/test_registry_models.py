@@ -14,14 +14,6 @@ from intent_mlops.registry.champion import move_champion
 from tests.unit.test_inference_predictor import tiny_classifier  # noqa: F401  (fixture)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> str:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    return uri
-
-
 def test_missing_model_has_no_aliases(store: str) -> None:
     assert models.aliases("no-such-model") == {}
 
