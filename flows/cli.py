@@ -46,16 +46,14 @@ USER_ERRORS = (
     ("intent_mlops.data.validation", "ValidationError"),
     ("intent_mlops.model.loading", "UnsafeModelError"),
     ("intent_mlops.registry.models", "ModelNotFound"),
+    ("intent_mlops.registry.champion", "IncompleteModel"),
     (__name__, "UserError"),
 )
 """Errors that describe what the user asked for, not a bug: one line, exit 2. Looked up by module so
 that a fast failure never waits for the import of pandas or torch (an error of a module that was
 never imported cannot have been raised)."""
 
-RETRYABLE_ERRORS = (
-    ("intent_mlops.registry.champion", "LineageUnreadable"),
-    ("intent_mlops.registry.champion", "IncompleteModel"),
-)
+RETRYABLE_ERRORS = (("intent_mlops.registry.champion", "LineageUnreadable"),)
 """Faults of the stores, not of the request nor a bug: one line naming what failed, exit 1 (rerun once
 the store answers; nothing was decided, recorded or moved)."""
 
@@ -100,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     run_args(add("train", "train on the tracked data, evaluate, register a new model version"))
     r = add("retrain", "champion/challenger: train on new data, promote only a better model")
     run_args(r)
-    r.add_argument("--force", action="store_true", help="train even when the champion has this data and params")
+    r.add_argument("--force", action="store_true", help="train even when the decision history says skip")
 
     add("history", "every champion decision in order: promoted, refused, rollback")
     rb = add("rollback", "move champion back (default: to previous-champion) and record why")

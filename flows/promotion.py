@@ -116,7 +116,7 @@ def decide_and_promote(
     decision = None if again else recorded_decision(registered)
     champion = read_champion(cfg, root)
     if decision is None:
-        comparison = compare_models(cfg, root, model_dir, champion, splits)
+        comparison = compare_models(cfg, root, model_dir, champion, splits, registered.run_id)
         decision = decide_promotion(cfg, comparison, champion, registered)
         review: dict[str, str] = {}
         if needs_approval(decision, cfg.promotion):

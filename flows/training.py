@@ -136,7 +136,7 @@ def print_outcome(root: Path, out: dict[str, Any]) -> None:
     print(f"MLflow run {out['run_id']}, data {out['data_md5']}, splits {out['splits_md5']}")
     uri = redact(tracking_uri(load_run_config(root).mlflow, root))
     print("\nOpen the UIs:")
-    print(f"  MLflow:  make mlflow-ui   (mlflow ui --backend-store-uri {uri})")
+    print(f"  MLflow:  make mlflow-ui   (python -m flows.mlflow_ui ui --backend-store-uri {uri})")
     home = os.environ.get("PREFECT_HOME", "~/.prefect")
     print(f"  Prefect: make prefect-ui  (PREFECT_HOME={home} prefect server start --port 4200)")
     print()

@@ -87,22 +87,33 @@ def mark_challenger(version: RegisteredVersion) -> None:
 
 @task(name="compare-with-champion", retries=0, cache_policy=NO_CACHE)
 def compare_models(
-    cfg: Config, root: str, challenger_dir: Path, champion: champ.Champion | None, splits: Splits
+    cfg: Config,
+    root: str,
+    challenger_dir: Path,
+    champion: champ.Champion | None,
+    splits: Splits,
+    challenger_run_id: str | None = None,
 ) -> Comparison:
-    """Both models predict the same current dev rows, minus the rows the champion trained on.
+    """Both models predict the same current dev rows, minus the rows either model trained on.
 
-    An unreadable champion lineage fails this step (``LineageUnreadable``, after retries) before
-    anything is compared: nothing is decided, recorded or promoted, and a rerun tries again.
+    The challenger's own record matters when an existing version is decided again on other data
+    (``intent-mlops decide --data-rev``): its training rows may now sit in the dev split. For a version
+    just trained it excludes nothing (its train and dev splits are disjoint). An unreadable lineage
+    fails this step (``LineageUnreadable``, after retries) before anything is compared: nothing is
+    decided, recorded or promoted, and a rerun tries again.
     """
     champion_dir, seen = None, None
     if champion is not None:
         seen = champ.train_hashes(champion.run_id)  # first: an unreadable lineage stops before the download
+    if challenger_run_id is not None:
+        seen = (seen or set()) | (champ.train_hashes(challenger_run_id) or set())
+    if champion is not None:
         cache = Path(root) / ".intent-mlops" / "models"
         champion_dir = champ.fetch_model(cfg.mlflow.registered_model, champion.version, cache)
     dev = read_csv(SplitPaths.under(splits.folder).dev)
     result = compare(challenger_dir, champion_dir, dev, seen, cfg.train)
     get_run_logger().info(
-        "compared on %d dev rows (%d excluded: the champion trained on them)", len(result.lines), result.excluded_rows
+        "compared on %d dev rows (%d excluded: a model trained on them)", len(result.lines), result.excluded_rows
     )
     return result
 
@@ -140,7 +151,7 @@ def promotion_lock(root: str | Path) -> Iterator[None]:
     with a Prefect server also a global concurrency limit of 1, so workers on other machines take turns too.
     A plain context manager, not a task: the CLI's rollback takes it outside any flow."""
     with champ.promotion_lock(Path(root) / ".intent-mlops" / "promotion.lock"):
-        if not os.environ.get("PREFECT_API_URL"):
+        if not os.environ.get("PREFECT_API_URL"):  # not .value(): inside a flow that is the ephemeral server
             yield
             return
         from prefect.concurrency.sync import concurrency
@@ -194,7 +205,9 @@ def announce(decision: Decision, version: RegisteredVersion, moved: bool) -> Non
     ``emit_event`` swallows most errors, so the MLflow record, written before, is the audit trail."""
     from prefect.events import emit_event
 
-    kind = "refused" if decision.promoted and not moved else decision.decision  # promoted, refused, undecided
+    if decision.decision not in ("promoted", "refused"):  # undecided: the next run decides (no event of its own)
+        return
+    kind = "refused" if decision.promoted and not moved else decision.decision
     emit_event(
         event=f"intent-mlops.model.{kind}",
         resource={

@@ -203,7 +203,9 @@ class PromotionConfig:
     min_macro_f1: float = _f(0.5, "Absolute floor: the challenger's dev macro-F1 must reach this (decides alone "
                              "when there is no champion).")  # fmt: skip
     require_approval: bool = _f(False, "Pause a passing challenger for a person to approve it in the Prefect UI.")
-    approval_timeout_seconds: int = _f(86400, "A pending approval not answered within this is refused.")
+    approval_timeout_seconds: int = _f(
+        86400, "A pending approval not answered within this leaves the version undecided (the next retrain decides)."
+    )
     small_dev: str = _f(
         "delta_only",
         "When the dev rows are too few for significance_test to pass even for a perfect challenger: delta_only "

@@ -26,7 +26,7 @@ class Comparison:
     challenger: list[str]
     champion: list[str] | None  # None: there is no champion
     champion_labels: list[str] | None
-    excluded_rows: int  # dev rows the champion trained on, dropped from both sides
+    excluded_rows: int  # dev rows a model trained on, dropped from both sides
     challenger_labels: list[str] | None = None  # the challenger model's label set
 
     def predictions_csv(self) -> str:
@@ -42,15 +42,16 @@ def compare(
     challenger_dir: Path | str,
     champion_dir: Path | str | None,
     dev: pd.DataFrame,
-    champion_train_hashes: set[str] | None,
+    seen_hashes: set[str] | None,
     cfg: TrainConfig,
 ) -> Comparison:
-    """Predict the kept dev rows with both models (``dev`` index: CSV line numbers).
+    """Predict the kept dev rows with both models (``dev`` index: CSV line numbers); rows whose text
+    hash is in ``seen_hashes`` (a model trained on them) are dropped from both sides.
 
     ``cfg`` is the challenger's run config; the champion (a logged model) predicts with the settings it
     was logged with (``predict_labels``), so ``--set train.max_length=32`` never truncates its inputs.
     """
-    seen = [h in champion_train_hashes for h in text_hashes(dev["text"])] if champion_train_hashes else None
+    seen = [h in seen_hashes for h in text_hashes(dev["text"])] if seen_hashes else None
     kept = dev if seen is None else dev[[not s for s in seen]]
     texts: Sequence[str] = kept["text"].tolist()
     challenger, challenger_labels = predict_labels(challenger_dir, texts, cfg)

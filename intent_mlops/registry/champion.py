@@ -23,19 +23,25 @@ from pathlib import Path
 from typing import Any
 
 from intent_mlops.config.redact import redact, redact_mapping
-from intent_mlops.registry.models import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION, aliases, version_tags
+from intent_mlops.registry.models import (
+    CHALLENGER,
+    CHAMPION,
+    PREVIOUS_CHAMPION,
+    ROLLBACK_MARKS,
+    aliases,
+    version_tags,
+)
 from intent_mlops.registry.promotion import Decision
 
 DECISION_TAG = "promotion.decision"
 KIND = "promotion.kind"  # comparison, first-model, ..., rollback, manual (see Decision.kind)
 UNDECIDED = "undecided"  # approval timed out or the pause failed: decided again on the next run
-ROLLED_BACK_AT, ROLLED_BACK_BY, ROLLED_BACK_REASON = (
-    "promotion.rolled_back_at", "promotion.rolled_back_by", "promotion.rolled_back_reason",
-)  # fmt: skip
-"""On the version a rollback moved ``champion`` away from: a retrain on its data and params skips."""
+ROLLED_BACK_AT, ROLLED_BACK_BY, ROLLED_BACK_REASON, ROLLED_BACK_TO_AT = ROLLBACK_MARKS
+"""On the version a rollback moved ``champion`` away from (a retrain on its data and params skips) / to."""
 DECISION_DIR = "promotion"
 KIND_TAG = "intent-mlops.kind"
 TRAIN_HASHES = "lineage/train_text_hashes.txt"
+SUPERSEDED = "champion_unchanged"  # the one failed criterion of a promotion whose alias move lost a race
 ORIGIN_FILE = ".intent-mlops-origin"  # run id + source of a cached model copy
 
 
@@ -237,18 +243,16 @@ def recorded_decision(name: str, version: str) -> dict[str, Any] | None:
 
 
 def _report_text(run_id: str) -> str | None:
-    """A run's ``decision.json``; None only for "no such artifact" (MLflow's or the file system's)."""
+    """A run's ``decision.json``; None only when the run's artifact listing lacks it. Every store
+    (local, HTTP, S3) answers a listing the same way, while a read of a missing file fails with a
+    store-specific error; any error of the listing or the read propagates."""
     import mlflow
-    from mlflow.exceptions import MlflowException
 
-    try:
-        return str(mlflow.artifacts.load_text(f"runs:/{run_id}/{DECISION_DIR}/decision.json"))
-    except FileNotFoundError:
+    report = f"{DECISION_DIR}/decision.json"
+    listed = {f.path for f in mlflow.MlflowClient().list_artifacts(run_id, DECISION_DIR)}
+    if report not in listed:
         return None
-    except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return None
-        raise
+    return str(mlflow.artifacts.load_text(f"runs:/{run_id}/{report}"))
 
 
 def record_decision(name: str, run_id: str, decision: Decision, extra: dict[str, str]) -> dict[str, str]:
@@ -257,15 +261,27 @@ def record_decision(name: str, run_id: str, decision: Decision, extra: dict[str,
 
     client = mlflow.MlflowClient()
     tags = redact_mapping({**decision.tags(), "promotion.time": _now(), **extra})
-    for key, value in tags.items():
-        client.set_tag(run_id, key, value)
-    for key, value in version_tags(tags).items():  # the headline; the rest is on the run
-        client.set_model_version_tag(name, decision.challenger_version, key, value)
-    client.set_tag(run_id, KIND_TAG, "training")
+    # the report first, the version's decision tag last: the tag is what the skip rules and a rerun
+    # read, so a crash in between leaves "not recorded" (decided again), never a verdict without report
     report = decision.to_dict() | {"record": tags}
     client.log_text(run_id, json.dumps(report, indent=2, default=str), f"{DECISION_DIR}/decision.json")
     client.log_text(run_id, redact(decision.markdown()), f"{DECISION_DIR}/decision.md")
     client.update_model_version(name, decision.challenger_version, description=redact(decision.markdown()))
+    # a decision made again (``archive_decision`` kept the earlier one) replaces the whole record: an
+    # earlier review or supersession must not stick to the new verdict
+    stale = [k for k in client.get_run(run_id).data.tags if k.startswith("promotion.") and k not in tags]
+    for key in stale:
+        client.delete_tag(run_id, key)
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+    client.set_tag(run_id, KIND_TAG, "training")
+    on_version = version_tags(tags)  # the headline; the rest is on the run
+    mv = client.get_model_version(name, decision.challenger_version)
+    for key in [k for k in (mv.tags or {}) if k.startswith("promotion.") and k not in on_version]:
+        if key not in ROLLBACK_MARKS:
+            client.delete_model_version_tag(name, decision.challenger_version, key)
+    for key, value in sorted(on_version.items(), key=lambda kv: kv[0] == DECISION_TAG):
+        client.set_model_version_tag(name, decision.challenger_version, key, value)
     return tags
 
 
@@ -357,7 +373,7 @@ def _record_superseded(name: str, version: str, expected: str | None, current: s
     raw = None if text is None else dict(json.loads(text))
     if raw is not None:
         raw["decision"], raw["reason"] = "refused", reason
-        raw["criteria"] = [*raw.get("criteria", []), asdict(Criterion("champion_unchanged", False, None, None, detail))]
+        raw["criteria"] = [*raw.get("criteria", []), asdict(Criterion(SUPERSEDED, False, None, None, detail))]
         raw["record"] = {**raw.get("record", {}), **tags}
         client.log_text(run_id, json.dumps(raw, indent=2, default=str), f"{DECISION_DIR}/decision.json")
         markdown = redact(decision_from_dict(raw).markdown())
@@ -447,7 +463,7 @@ def rollback(
         if not force:
             _check_target(name, target, target_tags, str(mv.run_id or ""), floor)
         was_champion = target_tags.get(DECISION_TAG) == "promoted" or any(
-            key in target_tags for key in ("promotion.rolled_back_to_at", ROLLED_BACK_AT)
+            key in target_tags for key in (ROLLED_BACK_TO_AT, ROLLED_BACK_AT)
         )
         at = _now()
         tags = redact_mapping({
@@ -466,7 +482,7 @@ def rollback(
         for key in (ROLLED_BACK_AT, ROLLED_BACK_BY, ROLLED_BACK_REASON):  # crowned again by a person
             if key in target_tags:
                 client.delete_model_version_tag(name, target, key)
-        client.set_model_version_tag(name, target, "promotion.rolled_back_to_at", at)
+        client.set_model_version_tag(name, target, ROLLED_BACK_TO_AT, at)
         if current is not None:
             set_alias(name, PREVIOUS_CHAMPION, current)
         set_alias(name, CHAMPION, target)
@@ -559,7 +575,8 @@ def prior_decision(name: str, data_md5: str, params_md5: str, champion: Champion
                 f"{tags.get(ROLLED_BACK_BY) or 'someone'} at {tags[ROLLED_BACK_AT]}: {tags.get(ROLLED_BACK_REASON, '')}"
             ))  # fmt: skip
         decision = tags.get(DECISION_TAG)
-        if decision == UNDECIDED:
+        superseded = decision == "refused" and _failed_criteria(name, version) == SUPERSEDED
+        if decision == UNDECIDED or superseded:  # a lost race is no verdict on the model: decided again
             return Prior(UNDECIDED, version, f"version {version}, trained on this data and params, is undecided")
         if decision == "refused" and tags.get("promotion.champion_version") == against:
             on = _failed_criteria(name, version) or tags.get("promotion.reason", "")

@@ -36,12 +36,19 @@ class RegisteredVersion:
     model_uri: str
 
 
+ROLLBACK_MARKS = (
+    "promotion.rolled_back_at", "promotion.rolled_back_by", "promotion.rolled_back_reason",  # moved away from
+    "promotion.rolled_back_to_at",  # crowned again by a rollback
+)  # fmt: skip
+"""A person's rollback, marked on the versions it moved ``champion`` from and to (the skip rules read them)."""
+
 VERSION_TAGS = frozenset({
     "data.md5", "data.rev", "splits.md5", "git.commit", "params.md5",  # lineage (CONVENTIONS.md)
     "serving.backend", "serving.batch_backend",  # what answers requests and batches
     "promotion.decision", "promotion.kind", "promotion.reason", "promotion.champion_version", "promotion.gain",
     "promotion.ci_low",  # the decision's headline; the skip rules read them from versions
     "intent-mlops.duplicate_of_version",  # only on a version that retrains another's data and params
+    *ROLLBACK_MARKS,  # only on versions a rollback moved champion from or to
 })  # fmt: skip
 """The tags a model version carries: what code reads from a version and what a reviewer scans in MLflow's
 versions table, which shows every version tag in its own truncated column (it showed ~25). Everything

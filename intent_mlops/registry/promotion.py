@@ -549,7 +549,7 @@ def _comparison(
     if untestable is None:
         significance = _significance(interval, e, rows, cfg, scope)
     else:
-        significance = _not_testable(interval.gain, untestable, cfg)
+        significance = _not_testable(interval.gain, mcnemar(yt, champ, chall), untestable, cfg)
     support = {name: int(np.sum(yt == i)) for i, name in enumerate(e.vocab)}
     criteria = [delta, significance, _regression(per_intent, support, cfg)]
     p_value = interval.p_value if cfg.significance_test == "bootstrap" else mcnemar(yt, champ, chall).p_value
@@ -598,17 +598,24 @@ def _untestable(yt: np.ndarray, champ: np.ndarray, k: int, labels: np.ndarray, c
     )
 
 
-def _not_testable(gain: float, why: str, cfg: PromotionPolicy) -> Criterion:
-    """(b) on a dev split too small for the test: ``small_dev`` refuses, or lets a positive gain stand in."""
+def _not_testable(gain: float, rows: McNemarResult, why: str, cfg: PromotionPolicy) -> Criterion:
+    """(b) on a dev split too small for the test: ``small_dev`` refuses, or a dominance stands in.
+
+    Without a test, a gain is trusted only when it costs nothing: the challenger is right on every
+    compared row the champion gets right (b = 0) and its macro-F1 is higher. A small-dev case also
+    arises on a large dev split against a nearly perfect champion (2 errors in 500 rows cannot be
+    tested either); there, swapping one right row for two would otherwise replace the champion on noise.
+    """
     if cfg.small_dev == "refuse":
         return Criterion("significance", False, None, None, f"not testable: {why}; promotion.small_dev=refuse")
     return Criterion(
         "significance",
-        gain > _EPS,
+        gain > _EPS and rows.b == 0,
         gain,
         0.0,
         f"not testable: {why}; promotion.small_dev={cfg.small_dev}: min_delta, the per-intent check and the floor "
-        "decide, and a tie never replaces the champion (gain must be > 0)",
+        f"decide, with the challenger right on every row the champion gets right (champion-only right: {rows.b}) "
+        "and a gain above 0 (a tie never replaces the champion)",
     )
 
 
@@ -716,7 +723,7 @@ def _short(c: Criterion, test: str) -> str:
         return f"gain {c.value:+.4f} < {c.threshold:.4f}"
     if c.name == "significance":
         if c.detail.startswith("not testable"):
-            return f"gain {c.value:+.4f} not above 0; {c.detail}"
+            return f"gain {c.value:+.4f} without dominance (above 0, no row the champion gets right lost); {c.detail}"
         if test == "bootstrap":
             return f"bootstrap lower bound {c.value:+.4f} <= 0"
         return f"McNemar p {c.value:.4g} not < {c.threshold:.4g} with more challenger-only wins"

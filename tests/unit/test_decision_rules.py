@@ -227,3 +227,40 @@ def test_history_columns_align() -> None:
     assert len(bars[0]) == 10 and all(b == bars[0] for b in bars), "\n".join(lines)
     assert lines[0].split("|")[2].strip() == "kind" and lines[2].split("|")[2].strip() == "first-model"
     assert lines[3].split("|")[6].strip() == "+0.0153" and lines[3].split("|")[9].strip() == "5f0e6a2c"
+
+
+def test_a_promotion_that_lost_a_race_is_decided_again_not_refused(
+    store: tuple[mlflow.MlflowClient, str], tmp_path: Path
+) -> None:
+    """v2 and v3 both beat v1 and v2's alias move wins: v3's record says refused (champion_unchanged),
+    which is no verdict on v3. After a rollback to v1, a retrain on v3's data decides v3 again."""
+    client, exp = store
+    v1, v2, v3 = _version(client, exp, "D1"), _version(client, exp, "D2"), _version(client, exp, "D3")
+    _record(client, v1, None, True)
+    _record(client, v2, v1, True)
+    decision = decide(Y, ["a"] * 12, Y, PromotionConfig(), champion_version=v1, challenger_version=v3)
+    champ.record_decision(MODEL, str(client.get_model_version(MODEL, v3).run_id), decision, {})
+    assert champ.move_champion(MODEL, v3, expected=v1) == (False, "2")
+    assert client.get_model_version(MODEL, v3).tags["promotion.decision"] == "refused"
+    champ.rollback(MODEL, exp, v1, "back to v1", "rita", _lock(tmp_path), floor=0.5)  # type: ignore[arg-type]
+    prior = champ.prior_decision(MODEL, "D3", "p", champ.current_champion(MODEL))
+    assert prior is not None and (prior.rule, prior.version) == ("undecided", "3"), prior
+
+
+def test_a_decision_made_again_replaces_the_whole_record(store: tuple[mlflow.MlflowClient, str]) -> None:
+    """An earlier review (or supersession) must not stick to the new verdict on the run or the version."""
+    client, exp = store
+    v1, v2 = _version(client, exp, "D1"), _version(client, exp, "D2")
+    _record(client, v1, None, True)
+    run_id = str(client.get_model_version(MODEL, v2).run_id)
+    first = reviewed(decide(Y, ["a"] * 12, Y, PromotionConfig(), champion_version=v1, challenger_version=v2),
+                     None, "", "no approval within 2 s")  # fmt: skip
+    champ.record_decision(MODEL, run_id, first, {"promotion.review": "timeout", "promotion.reviewer": ""})
+    assert client.get_run(run_id).data.tags["promotion.review"] == "timeout"
+    assert champ.archive_decision(MODEL, v2)
+    again = decide(Y, ["a"] * 12, Y, PromotionConfig(), champion_version=v1, challenger_version=v2)
+    champ.record_decision(MODEL, run_id, again, {})
+    run_tags = client.get_run(run_id).data.tags
+    assert "promotion.review" not in run_tags and "promotion.reviewer" not in run_tags
+    assert run_tags["promotion.decision"] == "promoted"
+    assert client.get_model_version(MODEL, v2).tags["promotion.decision"] == "promoted"

@@ -370,6 +370,19 @@ def test_at_the_computed_size_the_test_decides(test: str, n: int, wrong: int) ->
     assert _decide(y, champ, chall, significance_test=test).kind == "small-dev"
 
 
+@pytest.mark.parametrize("test", ["bootstrap", "mcnemar"])
+def test_untestable_gain_on_a_nearly_perfect_champion_needs_dominance(test: str) -> None:
+    """500 dev rows and a champion wrong on 2 are not testable either; a challenger that fixes those 2
+    and breaks 1 other row has a positive gain on noise and must not replace the champion."""
+    y, champ, chall = _tiny(500, 2)
+    chall[10] = "b" if y[10] == "a" else "a"  # one row the champion gets right, now wrong
+    d = _decide(y, champ, chall, significance_test=test, min_support=1000)
+    assert d.kind == "small-dev" and d.gain is not None and d.gain > 0, d.reason
+    assert not d.promoted and "champion-only right: 1" in d.reason, d.reason
+    clean = _decide(y, champ, _tiny(500, 2)[2], significance_test=test, min_support=1000)
+    assert clean.kind == "small-dev" and clean.promoted, clean.reason  # fixes both, loses none
+
+
 def test_small_dev_with_approval_goes_to_a_person() -> None:
     from intent_mlops.registry.promotion import needs_approval
 
