@@ -203,14 +203,10 @@ def train_hashes(run_id: str, attempts: int = 3) -> set[str] | None:
     an HTTP 5xx, ...) is retried and then raises :class:`LineageUnreadable`: excluding nothing on a
     failed read would compare the champion on its own training rows.
     """
-    import mlflow
 
-    folder = posixpath.dirname(TRAIN_HASHES)
     for attempt in range(1, attempts + 1):
         try:
-            if TRAIN_HASHES not in {f.path for f in mlflow.MlflowClient().list_artifacts(run_id, folder)}:
-                return None
-            text = mlflow.artifacts.load_text(f"runs:/{run_id}/{TRAIN_HASHES}")
+            text = _artifact_text(run_id, TRAIN_HASHES)
         except Exception as exc:
             if attempt == attempts:
                 what = " ".join(str(exc).split())[:300] or type(exc).__name__
@@ -221,7 +217,7 @@ def train_hashes(run_id: str, attempts: int = 3) -> set[str] | None:
                 ) from exc
             time.sleep(LINEAGE_RETRY_SECONDS * attempt)
         else:
-            return {line for line in text.splitlines() if line}
+            return None if text is None else {line for line in text.splitlines() if line}
     raise AssertionError("unreachable")
 
 
@@ -243,16 +239,19 @@ def recorded_decision(name: str, version: str) -> dict[str, Any] | None:
 
 
 def _report_text(run_id: str) -> str | None:
-    """A run's ``decision.json``; None only when the run's artifact listing lacks it. Every store
-    (local, HTTP, S3) answers a listing the same way, while a read of a missing file fails with a
+    """A run's ``decision.json`` (None: the run has none)."""
+    return _artifact_text(run_id, f"{DECISION_DIR}/decision.json")
+
+
+def _artifact_text(run_id: str, path: str) -> str | None:
+    """A run's text artifact; None only when the run's artifact listing lacks it. Every store (local,
+    HTTP, S3) answers a listing the same way, while a read of a missing file fails with a
     store-specific error; any error of the listing or the read propagates."""
     import mlflow
 
-    report = f"{DECISION_DIR}/decision.json"
-    listed = {f.path for f in mlflow.MlflowClient().list_artifacts(run_id, DECISION_DIR)}
-    if report not in listed:
+    if path not in {f.path for f in mlflow.MlflowClient().list_artifacts(run_id, posixpath.dirname(path))}:
         return None
-    return str(mlflow.artifacts.load_text(f"runs:/{run_id}/{report}"))
+    return str(mlflow.artifacts.load_text(f"runs:/{run_id}/{path}"))
 
 
 def record_decision(name: str, run_id: str, decision: Decision, extra: dict[str, str]) -> dict[str, str]:
