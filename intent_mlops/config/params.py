@@ -174,6 +174,12 @@ class ServingConfig:
     )
     max_chars: int = _f(2000, "Longest utterance a prediction request may carry (longer: a 400, not truncation).")
     max_batch: int = _f(1024, "Most utterances in one prediction request.")
+    follow_seconds: float = _f(
+        10.0,
+        "serve-model in alias mode checks its alias this often and swaps to the version it names (a warmed-up, "
+        "checked copy; the old one keeps serving until then).",
+        hashed=False,
+    )
 
 
 SIGNIFICANCE_TESTS = ("bootstrap", "mcnemar")
@@ -221,6 +227,21 @@ class ScheduleConfig:
 
 
 @dataclass
+class MonitoringConfig:
+    log: bool = _f(True, "Record every answer of serve-model and of batch runs in the prediction log.")
+    log_text: bool = _f(True, "Keep the utterance in the log; false keeps only its SHA-256 fingerprint.")
+    log_url: str = _f(
+        "",
+        "Where the log goes: empty is Parquet files under .intent-mlops/predictions/ (one folder per UTC day); "
+        "postgresql://... is a table intent_predictions in that database (team mode).",
+    )
+    flush_seconds: float = _f(0.5, "The background writer writes what it holds this often (what a crash can lose).")
+    retention_days: int = _f(30, "Days of log kept; older day partitions (rows in PostgreSQL) are deleted.")
+    cron: str = _f("0 * * * *", "Cron schedule of the monitor deployment (default: hourly).")
+    window_hours: float = _f(1.0, "The window a monitor run looks at when no --since is given: the last N hours.")
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
@@ -230,6 +251,7 @@ class Config:
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     promotion: PromotionConfig = field(default_factory=PromotionConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -430,6 +452,7 @@ def _check(cfg: Config) -> None:
     if p.min_support < 1 or not 0 <= p.max_intent_drop <= 1 or not 0 <= p.min_macro_f1 <= 1:
         raise ConfigError("promotion: min_support >= 1, max_intent_drop and min_macro_f1 in [0, 1]")
     _check_serving(cfg.serving)
+    _check_monitoring(cfg.monitoring)
 
 
 OOD_SCORES = ("auto", "max_softmax", "temperature", "energy", "mahalanobis")
@@ -447,6 +470,17 @@ def _check_serving(i: ServingConfig) -> None:
         raise ConfigError(f"serving.onnx_int8_weights: expected one of {INT8_WEIGHTS}, got {i.onnx_int8_weights!r}")
     if i.top_k < 1 or i.max_chars < 1 or i.max_batch < 1:
         raise ConfigError("serving: top_k, max_chars and max_batch must be >= 1")
+    if i.follow_seconds <= 0:
+        raise ConfigError(f"serving.follow_seconds: expected a number of seconds > 0, got {i.follow_seconds}")
+
+
+def _check_monitoring(m: MonitoringConfig) -> None:
+    if not 0 < m.flush_seconds <= 1:
+        raise ConfigError(f"monitoring.flush_seconds: expected (0, 1] seconds, got {m.flush_seconds}")
+    if m.retention_days < 1 or m.window_hours <= 0:
+        raise ConfigError("monitoring: retention_days must be >= 1 and window_hours > 0")
+    if m.log_url and not m.log_url.startswith(("postgresql://", "postgresql+")):
+        raise ConfigError(f"monitoring.log_url: expected empty (files) or postgresql://..., got {m.log_url[:40]!r}")
 
 
 def describe() -> str:

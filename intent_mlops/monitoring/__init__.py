@@ -1,0 +1,1 @@
+"""Watching the champion at work: the prediction log, its reference, drift signals."""
