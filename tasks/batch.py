@@ -37,11 +37,22 @@ def fetch_input(root: str, input_path: str, rev: str | None) -> str:
 def predict_file(
     cfg: Config, root: str, ref: ModelRef, input_path: str, output_path: str, chunk_rows: int, progress: bool
 ) -> batch.BatchResult:
-    """Stream the file through the version's predictor into ``output_path`` (atomic: all or nothing)."""
+    """Stream the file through the version's predictor into ``output_path`` (atomic: all or nothing);
+    every answered row goes to the prediction log under this flow run's id."""
+    from prefect.runtime import flow_run
+
+    from intent_mlops.monitoring.log import PredictionLog
+
     predictor = load_predictor(ref, Path(root) / ".intent-mlops" / "models", num_threads=cfg.train.num_threads or None)
-    result = batch.predict_file(
-        predictor, input_path, output_path, top_k=cfg.serving.top_k, chunk_rows=chunk_rows, progress=progress
-    )
+    prediction_log = PredictionLog.open(root, cfg.monitoring)
+    try:
+        result = batch.predict_file(
+            predictor, input_path, output_path, top_k=cfg.serving.top_k, chunk_rows=chunk_rows, progress=progress,
+            prediction_log=prediction_log, run_id=str(flow_run.get_id() or ""),
+        )  # fmt: skip
+    finally:
+        if prediction_log is not None:
+            prediction_log.close()
     get_run_logger().info(
         "%d rows (%d errors) in %.1f s, %.0f rows/s, out-of-scope %.1f %%",
         result.rows, result.error_rows, result.seconds, result.rows_per_second, 100 * result.out_of_scope_rate,

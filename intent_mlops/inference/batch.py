@@ -24,13 +24,16 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from intent_mlops.data.io import DataError
 from intent_mlops.inference.predictor import Predictor
+
+if TYPE_CHECKING:
+    from intent_mlops.monitoring.log import PredictionLog
 
 FORMATS = ("csv", "parquet")
 
@@ -250,8 +253,15 @@ def predict_file(
     input_format: str | None = None,
     output_format: str | None = None,
     progress: bool = True,
+    prediction_log: PredictionLog | None = None,
+    run_id: str = "",
 ) -> BatchResult:
-    """Predict every row of ``input_path`` into ``output_path`` (CSV or Parquet by suffix)."""
+    """Predict every row of ``input_path`` into ``output_path`` (CSV or Parquet by suffix).
+
+    With a ``prediction_log`` every answered row is recorded as it is predicted (source
+    ``batch:<run_id>``, ``row`` = its position in the input), so a run that fails later leaves the
+    rows it answered in the log under its own run id."""
+    from intent_mlops.monitoring.log import batch_columns
     from intent_mlops.train.progress import progress_bar
 
     input_path, output_path = Path(input_path), Path(output_path)
@@ -272,11 +282,18 @@ def predict_file(
             for chunk in chunks:
                 if text_column not in chunk.columns:
                     raise DataError(f"{input_path}: no column {text_column!r} (columns: {list(chunk.columns)[:10]})")
-                pred = predict_chunk(predictor, chunk[text_column].tolist(), top_k)
+                texts = chunk[text_column].tolist()
+                started = time.perf_counter()
+                pred = predict_chunk(predictor, texts, top_k)
                 clash = sorted(set(chunk.columns) & set(pred.columns))
                 if clash:
                     raise DataError(f"{input_path}: input columns {clash} clash with prediction columns; rename them")
                 writer.write(pd.concat([chunk.reset_index(drop=True), pred], axis=1))
+                if prediction_log is not None:
+                    seconds = time.perf_counter() - started
+                    log_text = prediction_log.log_text
+                    prediction_log.record(batch_columns(texts, pred, first_row=rows, run_id=run_id or uuid.uuid4().hex,
+                                                        seconds=seconds, log_text=log_text))  # fmt: skip
                 counts.update(pred["intent"].dropna().tolist())
                 errors += int(pred["error"].notna().sum())
                 rows += len(chunk)

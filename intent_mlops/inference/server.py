@@ -195,8 +195,16 @@ def serve(
 ) -> None:
     """Serve until interrupted (SIGINT/SIGTERM: requests in flight finish, then the log is flushed).
     With a ``follower`` the served version follows its alias; without, it is the one given."""
+    import signal
+
     import uvicorn
 
+    def stop(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the handler it found:
+    # the default one would kill the process before the log's last rows are written.
+    signal.signal(signal.SIGTERM, stop)
     if follower is not None:
         follower.start()
     try:

@@ -115,33 +115,37 @@ def answer_columns(
 
 
 def batch_columns(
-    texts: Sequence[str],
-    cols: dict[str, Any],
+    texts: Sequence[Any],
+    pred: pd.DataFrame,
     *,
     first_row: int,
-    model_version: str,
     run_id: str,
     seconds: float,
     log_text: bool = True,
 ) -> dict[str, list[Any]]:
-    """Log columns for a batch chunk from :meth:`Predictor.predict_columns` output (``rows`` numbered
-    from ``first_row`` in the input file)."""
-    n = len(texts)
-    probs = cols["top_probs"]
-    margin = (probs[:, 0] - probs[:, 1]).tolist() if probs.shape[1] >= 2 else [float("nan")] * n
+    """Log columns for the predicted rows of one batch chunk (the frame ``predict_chunk`` returns; rows
+    with an ``error`` were not answered and are not logged), numbered from ``first_row`` in the input."""
+    import numpy as np
+
+    ok = pred["error"].isna().to_numpy()
+    rows = np.flatnonzero(ok)
+    n = len(rows)
+    kept = [str(texts[int(i)]) for i in rows]
+    p1 = pred["top1_probability"].to_numpy()[ok]
+    p2 = pred["top2_probability"].to_numpy()[ok] if "top2_probability" in pred else np.full(n, np.nan)
     return {
         "time": [datetime.now(UTC)] * n,
-        "model_version": [model_version] * n,
+        "model_version": pred["model_version"].to_numpy()[ok].tolist(),
         "request_id": [run_id] * n,
-        "row": list(range(first_row, first_row + n)),
-        "text": list(texts) if log_text else [None] * n,
-        "text_sha256": [fingerprint(t) for t in texts],
-        "intent": [str(x) for x in cols["label"]],
-        "score": cols["score"].tolist(),
-        "margin": margin,
-        "out_of_scope": [bool(x) for x in cols["out_of_scope"]],
-        "ood_score": cols["ood_score"].tolist(),
-        "latency_ms": [1000.0 * seconds / max(n, 1)] * n,
+        "row": (rows + first_row).tolist(),
+        "text": kept if log_text else [None] * n,
+        "text_sha256": [fingerprint(t) for t in kept],
+        "intent": pred["intent"].to_numpy()[ok].tolist(),
+        "score": pred["intent_score"].to_numpy()[ok].astype(float).tolist(),
+        "margin": (p1 - p2).astype(float).tolist(),
+        "out_of_scope": pred["out_of_scope"].to_numpy()[ok].astype(bool).tolist(),
+        "ood_score": pred["ood_score"].to_numpy()[ok].astype(float).tolist(),
+        "latency_ms": [1000.0 * seconds / max(len(pred), 1)] * n,
         "source": [f"batch:{run_id}"] * n,
         "schema_version": [SCHEMA_VERSION] * n,
     }

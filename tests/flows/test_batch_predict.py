@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,9 @@ import pytest
 
 from flows.batch import batch_predict_flow
 from flows.training import train_flow
+from intent_mlops.config.params import load_run_config
 from intent_mlops.data.io import read_csv
+from intent_mlops.monitoring.log import open_store, read_log
 from tests.conftest import git
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
@@ -69,6 +72,14 @@ def test_batch_file_and_live_requests_use_the_champion(project: Path, tmp_path: 
     scored = got[got["error"].isna()]
     assert (scored["intent"] == scored["label"]).mean() >= 0.8
     assert got["error"].notna().sum() == 2 and got.loc[got["error"].notna(), "intent"].isna().all()
+
+    # every answered row is in the prediction log, numbered as in the input, under the flow run's id
+    store = open_store(project, load_run_config(project).monitoring)
+    logged = read_log(store, datetime.now(UTC) - timedelta(hours=1))
+    assert len(logged) == len(rows) - 2 and logged["source"].str.startswith("batch:").all()
+    assert sorted(logged["row"]) == [i for i in range(len(rows)) if i not in (len(rows) - 2, len(rows) - 1)]
+    by_row = logged.set_index("row")
+    assert (by_row.loc[scored.index, "intent"].to_numpy() == scored["intent"].to_numpy()).all()
 
     # the batch is on record in MLflow
     client = mlflow.MlflowClient(f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")
@@ -127,3 +138,6 @@ def test_batch_file_and_live_requests_use_the_champion(project: Path, tmp_path: 
     finally:
         server.terminate()
         server.wait(30)
+    online = read_log(store, datetime.now(UTC) - timedelta(hours=1))
+    online = online[online["source"] == "online"]
+    assert online["text"].tolist() == texts and set(online["model_version"]) == {"intent-classifier/1"}
