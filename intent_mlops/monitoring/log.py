@@ -254,7 +254,7 @@ class PostgresStore:
         import sqlalchemy as sa
 
         self.url = url
-        self.engine = sa.create_engine(url, pool_pre_ping=True)
+        self.engine = sa.create_engine(_driver_url(url), pool_pre_ping=True)
         self.table = sa.Table(
             TABLE,
             sa.MetaData(),
@@ -308,6 +308,17 @@ class PostgresStore:
 
 
 Store = FileStore | PostgresStore
+
+
+def _driver_url(url: str) -> str:
+    """``postgresql://`` with the driver that is installed (SQLAlchemy 2.1 defaults to psycopg 3; MLflow's
+    team-mode docs install psycopg2)."""
+    import importlib.util
+
+    installed = importlib.util.find_spec
+    if url.startswith("postgresql://") and installed("psycopg") is None and installed("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    return url
 
 
 def _check_schema(names: Sequence[str], where: Any) -> None:
