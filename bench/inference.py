@@ -487,14 +487,24 @@ def cmd_speed(args: argparse.Namespace) -> int:
 
 _SERVE = """
 import sys, mlflow, uvicorn
+from intent_mlops.inference.follow import Loaded, ServedModel
 from intent_mlops.inference.server import build_app
-uvicorn.run(build_app(mlflow.pyfunc.load_model(sys.argv[1])), host="127.0.0.1", port=int(sys.argv[2]),
-            log_level="warning")
+from intent_mlops.monitoring.log import FileStore, PredictionLog
+model = mlflow.pyfunc.load_model(sys.argv[1])
+if len(sys.argv) > 3:  # serve-model's wrapper, with the prediction log in folder argv[4] or without ("-")
+    log = PredictionLog(FileStore(sys.argv[4])) if sys.argv[4] != "-" else None
+    model = ServedModel(Loaded(model, "1", "bench/1"), log)
+uvicorn.run(build_app(model), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
 """
 
 
 def _endpoint_latency(
-    model_uri: str, env: dict[str, str], texts: list[str], warmup: int, bare_list: bool = False
+    model_uri: str,
+    env: dict[str, str],
+    texts: list[str],
+    warmup: int,
+    bare_list: bool = False,
+    log_dir: str | None = None,
 ) -> dict[str, Any]:
     """Serve ``model_uri`` with this project's endpoint (MLflow's scoring app, see ``serve-model``) in a
     child process; time one-utterance POSTs to ``/invocations`` over one keep-alive connection."""
@@ -504,7 +514,8 @@ def _endpoint_latency(
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
-    proc = subprocess.Popen([sys.executable, "-c", _SERVE, model_uri, str(port)], env=env, cwd=REPO)
+    wrapped = [] if log_dir is None else ["served", log_dir]
+    proc = subprocess.Popen([sys.executable, "-c", _SERVE, model_uri, str(port), *wrapped], env=env, cwd=REPO)
     try:
         deadline = time.monotonic() + 300
         while True:
@@ -533,7 +544,7 @@ def _endpoint_latency(
         return {
             "p50_ms": 1000 * float(np.percentile(lat, 50)), "p95_ms": 1000 * float(np.percentile(lat, 95)),
             "p99_ms": 1000 * float(np.percentile(lat, 99)), "requests": len(lat),
-            "non_200": sum(1 for s in statuses if s != 200),
+            "non_200": sum(1 for s in statuses if s != 200), "latencies": lat,
         }  # fmt: skip
     finally:
         proc.terminate()
@@ -573,13 +584,28 @@ def cmd_endpoint(args: argparse.Namespace) -> int:
         exp = mlflow.create_experiment("bench-endpoint", artifact_location=(Path(tmp) / "artifacts").as_uri())
         with mlflow.start_run(experiment_id=exp):
             info = log_pyfunc(args.model_dir, name="model")
-        # the transformers flavour's signature takes a bare list of strings
-        rows["(a) MLflow transformers flavour"] = _endpoint_latency(str(flavour), env, texts, args.warmup, True)
-        served = _endpoint_latency(info.model_uri, env, texts, args.warmup)
-        rows[f"this project's pyfunc, the variant it serves online ({_served_backend(args.model_dir)})"] = served
-        rows["this project's pyfunc, torch fp32"] = _endpoint_latency(
-            info.model_uri, {**env, USE_ONNX_ENV: "0"}, texts, args.warmup
-        )
+        if not args.log_overhead_only:
+            # the transformers flavour's signature takes a bare list of strings
+            rows["(a) MLflow transformers flavour"] = _endpoint_latency(str(flavour), env, texts, args.warmup, True)
+            served = _endpoint_latency(info.model_uri, env, texts, args.warmup)
+            rows[f"this project's pyfunc, the variant it serves online ({_served_backend(args.model_dir)})"] = served
+            rows["this project's pyfunc, torch fp32"] = _endpoint_latency(
+                info.model_uri, {**env, USE_ONNX_ENV: "0"}, texts, args.warmup
+            )
+        # serve-model as it runs (ServedModel), without and with the prediction log, interleaved rounds
+        logged: dict[str, list[dict[str, Any]]] = {"without": [], "with": []}
+        for r in range(args.rounds):
+            for key in ("without", "with") if r % 2 == 0 else ("with", "without"):
+                folder = "-" if key == "without" else str(Path(tmp) / "prediction-log")
+                logged[key].append(_endpoint_latency(info.model_uri, env, texts, args.warmup, log_dir=folder))
+        for key, runs in logged.items():
+            lat = [x for run in runs for x in run["latencies"]]
+            rows[f"serve-model ({_served_backend(args.model_dir)}), {key} the prediction log"] = {
+                "p50_ms": 1000 * float(np.percentile(lat, 50)), "p95_ms": 1000 * float(np.percentile(lat, 95)),
+                "p99_ms": 1000 * float(np.percentile(lat, 99)), "requests": len(lat),
+                "non_200": sum(run["non_200"] for run in runs),
+                "p50_by_round": [1000 * float(np.percentile(run["latencies"], 50)) for run in runs],
+            }  # fmt: skip
     command = "python bench/inference.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     print(f"\n{dt.datetime.now().strftime('%Y-%m-%d %H:%M')}, `{command}`, {os.cpu_count()} CPUs, "
           f"{args.threads} threads; load average at start {load0[0]:.1f}, at end {os.getloadavg()[0]:.1f}; "
@@ -588,8 +614,13 @@ def cmd_endpoint(args: argparse.Namespace) -> int:
     print("| endpoint | p50 ms | p95 ms | p99 ms | requests | non-200 |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, r in rows.items():
-        print(f"| {name} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['requests']} | "
+        print(f"| {name} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['p99_ms']:.2f} | {r['requests']} | "
               f"{r['non_200']} |")  # fmt: skip
+    without, with_log = (rows[k] for k in rows if "the prediction log" in k)  # in that order (dict above)
+    pairs = zip(with_log["p50_by_round"], without["p50_by_round"], strict=True)
+    print(f"\nprediction log overhead at p50: {with_log['p50_ms'] - without['p50_ms']:+.2f} ms over "
+          f"{args.rounds} interleaved rounds (per round, with - without: "
+          f"{', '.join(f'{a - b:+.2f}' for a, b in pairs)} ms)")  # fmt: skip
     return 0
 
 
@@ -677,6 +708,8 @@ def main() -> int:
     e.add_argument("--requests", type=int, default=300)
     e.add_argument("--warmup", type=int, default=20)
     e.add_argument("--threads", type=int, default=2)
+    e.add_argument("--rounds", type=int, default=4, help="interleaved rounds of serve-model without / with the log")
+    e.add_argument("--log-overhead-only", action="store_true", help="only the serve-model rows with / without log")
     b = sub.add_parser("batch", help="predict_file over many rows: peak RSS and rows/s")
     b.add_argument("--model-dir", type=Path, required=True)
     b.add_argument("--rows", type=int, default=200_000)

@@ -83,5 +83,6 @@ def test_train_prints_progress_and_summary_only(project: Path, tmp_path: Path) -
     stores = [project / "mlruns", project / ".intent-mlops", home]
     files = [f for folder in stores for f in folder.rglob("*") if f.is_file()]
     assert len(files) > 20 and any(f.name == "prefect.db" for f in files) and any(f.name == "mlflow.db" for f in files)
+    assert any(f.suffix == ".parquet" and "predictions" in f.parts for f in files), "the prediction log is scanned"
     leaked = [str(f) for f in files if canary.encode() in f.read_bytes()]
     assert not leaked, f"the canary secret was written to {leaked}"
