@@ -36,6 +36,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +130,9 @@ def team(tmp_path: Path) -> Iterator[Team]:
     _require_auth_extra()
     with contextlib.ExitStack() as stack:
         dbs = stack.enter_context(
-            throwaway_databases(["prefect", "mlflow", "mlflow_auth"], extensions={"prefect": ["pg_trgm"]})
+            throwaway_databases(
+                ["prefect", "mlflow", "mlflow_auth", "predictions"], extensions={"prefect": ["pg_trgm"]}
+            )
         )
         t = Team(
             root=tmp_path / "team",
@@ -377,8 +380,36 @@ def test_team_mode_deploy_train_and_review(
     assert "concurrency" in states[0][1].lower(), f"the cancelled run says why: {states[0]}"
     assert "skipped" in states[1][1], f"same data and params as the champion: skipped ({states[1]})"
 
+    # the endpoint on a serving machine logs its answers to the team's PostgreSQL table (monitoring.log_url)
+    _serve_and_log(t, checkout)
+
     # canary search: no credential anywhere the team's stores and logs keep, read from the storage itself
     _assert_no_secret_stored(t, checkout, secrets_)
+
+
+def _serve_and_log(t: Team, checkout: Path) -> None:
+    import yaml
+
+    from intent_mlops.monitoring.log import PostgresStore, read_log
+    from tests.e2e.servers import stop_tree
+
+    url = f"postgresql://postgres@127.0.0.1:5432/{t.databases['predictions']}"
+    params = yaml.safe_load((checkout / "params.yaml").read_text())
+    params.setdefault("monitoring", {})["log_url"] = url
+    (checkout / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    port = free_port()
+    env = clean_env(MLFLOW_TRACKING_URI=t.mlflow, MLFLOW_TRACKING_USERNAME="reviewer",
+                    MLFLOW_TRACKING_PASSWORD=t.users["reviewer"])  # fmt: skip
+    endpoint = t.start("serve-model", [str(BIN / "intent-mlops"), "--project", str(checkout), "serve-model",
+                                       "--port", str(port)], env)  # fmt: skip
+    endpoint.wait_until(lambda: answers(f"http://127.0.0.1:{port}/ping"), SERVER_START_S, "serve-model")
+    for text in ("where is my order", "reset my password"):
+        status, body = http(f"http://127.0.0.1:{port}/invocations", method="POST", body={"inputs": {"text": [text]}})
+        assert status == 200, body
+    stop_tree(endpoint.proc.pid)  # SIGTERM: the endpoint writes what it holds, then exits
+    logged = read_log(PostgresStore(url), datetime.now(UTC) - timedelta(hours=1))
+    assert logged["text"].tolist() == ["where is my order", "reset my password"], logged
+    assert set(logged["model_version"]) == {f"{MODEL}/1"} and set(logged["source"]) == {"online"}
 
 
 async def _two_retrains_at_once(worker: Service) -> list[Any]:
