@@ -239,6 +239,10 @@ class MonitoringConfig:
     retention_days: int = _f(30, "Days of log kept; older day partitions (rows in PostgreSQL) are deleted.")
     cron: str = _f("0 * * * *", "Cron schedule of the monitor deployment (default: hourly).")
     window_hours: float = _f(1.0, "The window a monitor run looks at when no --since is given: the last N hours.")
+    experiment: str = _f("intent-classifier-monitoring", "MLflow experiment of the monitor runs (one run per window).")
+    embedding_rows: int = _f(
+        1000, "Rows of each side (reference, window) a monitor run embeds with the champion for embedding drift."
+    )
 
 
 @dataclass
@@ -479,6 +483,8 @@ def _check_monitoring(m: MonitoringConfig) -> None:
         raise ConfigError(f"monitoring.flush_seconds: expected (0, 1] seconds, got {m.flush_seconds}")
     if m.retention_days < 1 or m.window_hours <= 0:
         raise ConfigError("monitoring: retention_days must be >= 1 and window_hours > 0")
+    if m.embedding_rows < 0:
+        raise ConfigError(f"monitoring.embedding_rows: expected >= 0 (0: no embedding drift), got {m.embedding_rows}")
     if m.log_url and not m.log_url.startswith(("postgresql://", "postgresql+")):
         raise ConfigError(f"monitoring.log_url: expected empty (files) or postgresql://..., got {m.log_url[:40]!r}")
 
