@@ -181,7 +181,8 @@ def calibrate_for_config(
     num_threads: int | None = None,
 ) -> tuple[CalibrationResult, dict[str, float]]:
     """Calibrate ``model_dir`` on its ``train``/``dev`` rows (``ood.json`` written into it), then score
-    out-of-scope rejection on ``dev`` and ``test``; returns the calibration and ``<split>_ood_*`` metrics.
+    out-of-scope rejection on ``dev`` and ``test``; returns the calibration (with the calibrated model's
+    dev answers, ``dev_columns``, for the monitoring reference) and ``<split>_ood_*`` metrics.
 
     ``target_oos_recall`` > 0 is used only when dev has ``oos`` rows (otherwise nothing could
     measure it); the in-scope ratio is the target everywhere else.
