@@ -22,6 +22,7 @@ from tasks.retry import retry_on_io_only
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
+
     from intent_mlops.monitoring.drift import DriftReport
 
 
@@ -59,12 +60,12 @@ def reference_of(ref: ModelRef) -> tuple[Reference | None, str]:
 def embed_samples(
     cfg: Config, root: str, ref: ModelRef, reference_texts: list[Any], current_texts: list[Any]
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """The champion's pooled embeddings of at most ``monitoring.embedding_rows`` texts of each side
-    (none when the window's texts are not logged, or with ``embedding_rows: 0``)."""
-    rows = cfg.monitoring.embedding_rows
+    """The champion's pooled embeddings of at most ``monitoring.embedding_sample`` texts of each side
+    (0: all); none when the window's texts are not logged (``monitoring.log_text: false``)."""
+    rows = cfg.monitoring.embedding_sample or max(len(reference_texts), len(current_texts))
     current = monitor.sample_texts(current_texts, rows)
-    if not rows or not current:
-        get_run_logger().info("no embedding drift: %s", "embedding_rows is 0" if not rows else "no texts in the log")
+    if not current:
+        get_run_logger().info("no embedding drift: the window's texts are not logged")
         return None, None
     predictor = load_predictor(ref, Path(root) / ".intent-mlops" / "models", num_threads=cfg.train.num_threads or None)
     reference = monitor.sample_texts(reference_texts, rows)

@@ -136,26 +136,10 @@ def _number(value: Any) -> float | None:
 
 
 def summary_record(report: DriftReport, model: str, start: datetime, end: datetime) -> dict[str, Any]:
-    """The JSON summary: window, model, sizes, every signal, and the report's own summary."""
-    return {
-        "model": model,
-        "window": {"start": _iso(start), "end": _iso(end)},
-        "reference_rows": int(report.reference_rows),
-        "current_rows": int(report.current_rows),
-        "drift": bool(report.crossed),
-        "crossed": [s.name for s in report.signals if s.crossed],
-        "signals": [
-            {
-                "name": s.name,
-                "value": _number(s.value),
-                "threshold": _number(s.threshold),
-                "crossed": bool(s.crossed),
-                "detail": str(s.detail),
-            }
-            for s in report.signals
-        ],  # fmt: skip
-        "summary": report.summary,
-    }
+    """The JSON summary: the champion, the window, and the report's own summary (signals, sizes,
+    version shares, Evidently's numbers)."""
+    return {"model": model, "window": {"start": _iso(start), "end": _iso(end)}, "drift": bool(report.crossed),
+            **report.summary}  # fmt: skip
 
 
 def log_monitoring_run(
@@ -213,8 +197,13 @@ def outcome_line(report: DriftReport, model: str, start: datetime, end: datetime
     size = f"{report.current_rows} predictions of {window} against {report.reference_rows} reference rows"
     if not crossed:
         return f"no drift: {model}, {size}, no signal crossed its threshold"
-    names = ", ".join(f"{s.name} {_fmt(s.value)} > {_fmt(s.threshold)}" for s in crossed)
+    names = ", ".join(f"{s.name} {_fmt(s.value)} {_side(s)} {_fmt(s.threshold)}" for s in crossed)
     return f"drift detected: {model}, {size}: {names}"
+
+
+def _side(signal: Any) -> str:
+    """How a crossed signal compares with its threshold: p-values and volume alarm below it."""
+    return "<" if signal.statistic in ("p-value", "rows") else ">"
 
 
 def _fmt(value: Any) -> str:
@@ -225,8 +214,8 @@ def _fmt(value: Any) -> str:
 def report_markdown(report: DriftReport, model: str, start: datetime, end: datetime, link: str) -> str:
     """The ``monitoring-report`` artifact: the outcome, each signal against its threshold, the link."""
     rows = "\n".join(
-        f"| {s.name} | {_fmt(s.value)} | {_fmt(s.threshold)} | {'**crossed**' if s.crossed else 'no'} | "
-        f"{str(s.detail).replace('|', '/')} |"
+        f"| {s.name} | {_fmt(s.value)} | {_fmt(s.threshold) if s.threshold else 'off'} | "
+        f"{'**crossed**' if s.crossed else 'skipped' if s.skipped else 'no'} | {str(s.detail).replace('|', '/')} |"
         for s in report.signals
     )
     return (

@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 import mlflow
 import pandas as pd
 import pytest
+import yaml
 
 from flows.monitoring import REPORT_KEY, monitor_flow
 from flows.training import train_flow
@@ -59,8 +60,12 @@ def _log(project: Path, texts: list[str], when: datetime, request: str) -> None:
 def test_monitor_flow_reports_drift_against_the_champions_reference(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # 4 epochs learn the four intents (dev macro-F1 1.0 from epoch 4 on); the default 10 would triple the test
-    assert train_flow(project_dir=str(project), epochs=4)["version"] == "1"
+    # the text and embedding thresholds are measured for MiniLM on BANKING77 (docs/monitoring.md); a random
+    # 2-layer BERT's embeddings and 27 dev rows have another scale: their values are logged, their alarms off
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["monitoring"] |= {"text_drift_auc": 0.0, "embedding_drift_threshold": 0.0}
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert train_flow(project_dir=str(project))["version"] == "1"  # shorter schedules do not learn reliably
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")
     client = mlflow.MlflowClient()
 
@@ -69,15 +74,15 @@ def test_monitor_flow_reports_drift_against_the_champions_reference(
     dev = read_csv(project / "splits" / "dev.csv")
     assert reference is not None and len(reference.frame) == len(dev)
     assert reference.frame["text"].tolist() == dev["text"].tolist()
-    assert (reference.frame["intent"] == reference.frame["label"]).mean() >= 0.8
+    assert (reference.frame["intent"] == reference.frame["label"]).mean() >= 0.8, "the version's own answers"
     assert 0.0 <= reference.expected_oos_rate <= 0.2 and reference.frame["margin"].between(0, 1).all()
 
     now = datetime.now(UTC)
-    test = read_csv(project / "splits" / "test.csv")["text"].tolist()
-    _log(project, (test * 10)[:160], now - timedelta(minutes=10), "calm")
-    other = generate(per_intent=40, label_noise=0.0, typo_rate=0.0)
-    new_intents = other.loc[~other["label"].isin(FOUR_INTENTS), "text"].tolist()[:160]
-    assert len(new_intents) == 160
+    fresh = generate(per_intent=60, seed=99, label_noise=0.0, typo_rate=0.0)  # the same intents, other phrasings
+    calm_texts = fresh.loc[fresh["label"].isin(FOUR_INTENTS), "text"].tolist()[:160]
+    _log(project, calm_texts, now - timedelta(minutes=10), "calm")
+    new_intents = fresh.loc[~fresh["label"].isin(FOUR_INTENTS), "text"].tolist()[:160]
+    assert len(calm_texts) == len(new_intents) == 160
     _log(project, new_intents, now - timedelta(hours=3, minutes=10), "drifted")
 
     events: list[dict[str, Any]] = []
@@ -105,7 +110,8 @@ def test_monitor_flow_reports_drift_against_the_champions_reference(
     assert set(runs) == {calm["mlflow_run_id"], drifted["mlflow_run_id"]}
     run = runs[drifted["mlflow_run_id"]]
     assert run.data.tags["model.version"] == f"{NAME}/1" and run.data.tags["monitoring.drift"] == "detected"
-    assert run.data.metrics["current_rows"] == 160 and len(run.data.metrics) >= 3
+    assert run.data.metrics["current_rows"] == 160
+    assert {"intent_drift", "oos_rate", "text_drift", "embedding_drift", "latency_p95_ms"} <= set(run.data.metrics)
     end = int(datetime.fromisoformat(drifted["window"]["end"]).timestamp())
     first = next(iter(set(run.data.metrics) - {"current_rows", "reference_rows"}))
     assert [m.step for m in client.get_metric_history(run.info.run_id, first)] == [end]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -14,6 +13,7 @@ import pandas as pd
 import pytest
 
 from intent_mlops.monitoring import monitor
+from intent_mlops.monitoring.drift import DriftReport, Signal
 from intent_mlops.monitoring.log import FileStore, PredictionLog, answer_columns
 from intent_mlops.monitoring.reference import (
     COLUMNS,
@@ -130,15 +130,14 @@ def test_read_window_says_why_there_is_nothing_to_compare(tmp_path: Path) -> Non
     assert frame is None and "has another layout" in note and "\n" not in note
 
 
-def _report(crossed: bool) -> Any:
+def _report(crossed: bool) -> DriftReport:
     signals = [
-        SimpleNamespace(name="intent_drift", value=0.31 if crossed else 0.02, threshold=0.1, crossed=crossed,
-                        detail="share of drifted intents"),
-        SimpleNamespace(name="p95 latency ms", value=12.5, threshold=float("nan"), crossed=False, detail="info"),
-        SimpleNamespace(name="text_drift", value=None, threshold=0.6, crossed=False, detail="no texts logged"),
-    ]  # fmt: skip
-    return SimpleNamespace(signals=signals, html="<html>report</html>", summary={"k": 1}, reference_rows=40,
-                           current_rows=200, crossed=crossed)  # fmt: skip
+        Signal("intent_drift", 0.001 if crossed else 0.4, 0.01, crossed, "chi-square on intents", "p-value"),
+        Signal("latency_p95_ms", 12.5, 0.0, False, "info", "ms"),
+        Signal("text_drift", float("nan"), 0.6, False, "no texts logged", "roc-auc", skipped=True),
+    ]
+    summary = {"signals": [s.to_dict() for s in signals], "crossed": [s.name for s in signals if s.crossed]}
+    return DriftReport(signals, "<html>report</html>", summary, 40, 200)
 
 
 def test_monitor_run_records_signals_as_metrics_at_the_window_end(store: str) -> None:
@@ -149,8 +148,8 @@ def test_monitor_run_records_signals_as_metrics_at_the_window_end(store: str) ->
     run_id = monitor.log_monitoring_run(exp, _report(True), "intent-classifier/3", start, end)
     client = mlflow.MlflowClient()
     run = client.get_run(run_id)
-    assert run.data.metrics == {"intent_drift": 0.31, "p95 latency ms": 12.5, "reference_rows": 40.0,
-                                "current_rows": 200.0}  # fmt: skip
+    assert run.data.metrics == {"intent_drift": 0.001, "latency_p95_ms": 12.5, "reference_rows": 40.0,
+                                "current_rows": 200.0}, "a skipped signal (NaN) is no metric"  # fmt: skip
     assert client.get_metric_history(run_id, "intent_drift")[0].step == int(end.timestamp())
     assert run.data.tags["monitoring.drift"] == "detected" and run.data.tags["monitoring.crossed"] == "intent_drift"
     assert run.data.tags["model.version"] == "intent-classifier/3" and run.info.status == "FINISHED"
@@ -163,11 +162,14 @@ def test_monitor_run_records_signals_as_metrics_at_the_window_end(store: str) ->
 def test_outcome_markdown_and_event_name_what_crossed() -> None:
     start, end = NOW - timedelta(hours=1), NOW
     line = monitor.outcome_line(_report(True), "intent-classifier/3", start, end)
-    assert line.startswith("drift detected: intent-classifier/3, 200 predictions") and "intent_drift 0.31 > 0.1" in line
+    assert (
+        line.startswith("drift detected: intent-classifier/3, 200 predictions") and "intent_drift 0.001 < 0.01" in line
+    )
     calm = monitor.outcome_line(_report(False), "intent-classifier/3", start, end)
     assert calm.startswith("no drift") and "\n" not in calm
     md = monitor.report_markdown(_report(True), "intent-classifier/3", start, end, "http://mlflow/#/x")
-    assert "| intent_drift | 0.31 | 0.1 | **crossed** |" in md and "(http://mlflow/#/x)" in md
+    assert "| intent_drift | 0.001 | 0.01 | **crossed** |" in md and "(http://mlflow/#/x)" in md
+    assert "| text_drift | n/a | 0.6 | skipped |" in md and "| latency_p95_ms | 12.5 | off | no |" in md
     payload = monitor.event_payload(_report(True), "intent-classifier/3", "3", start, end)
     assert [s["name"] for s in payload["signals"]] == ["intent_drift"] and payload["champion_version"] == "3"
     assert payload["current_rows"] == 200 and payload["window"]["start"] == "2025-03-04T11:00:00Z"
