@@ -37,7 +37,7 @@ EPILOG = """first steps:
 
 `intent-mlops COMMAND --help` describes one command."""
 
-FLOW_COMMANDS = ("train", "retrain", "predict", "decide")
+FLOW_COMMANDS = ("train", "retrain", "predict", "decide", "monitor")
 NO_PROJECT_COMMANDS = ("params",)
 USER_ERRORS = (
     ("intent_mlops.config.environment", "NotAProjectError"),
@@ -47,6 +47,7 @@ USER_ERRORS = (
     ("intent_mlops.model.loading", "UnsafeModelError"),
     ("intent_mlops.registry.models", "ModelNotFound"),
     ("intent_mlops.registry.champion", "IncompleteModel"),
+    ("intent_mlops.monitoring.monitor", "WindowError"),
     (__name__, "UserError"),
 )
 """Errors that describe what the user asked for, not a bug: one line, exit 2. Looked up by module so
@@ -141,7 +142,14 @@ def _parser() -> argparse.ArgumentParser:
     sm.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
     sm.add_argument("--port", type=int, default=5001, help="port (default 5001, beside the MLflow UI's 5000)")
 
-    add("serve", "serve the train, retrain and batch-predict deployments of prefect.yaml from this machine "
+    mo = add("monitor", "compare a window of the prediction log with the champion's reference: drift report "
+             "(MLflow run, Prefect artifact monitoring-report, an event when a threshold is crossed)")  # fmt: skip
+    mo.add_argument("--since", default=None, metavar="WHEN",
+                    help="window start: ISO time (no zone: local) or a duration before now, e.g. 30m, 2h, 1d "
+                    "(default: monitoring.window_hours before --until)")  # fmt: skip
+    mo.add_argument("--until", default=None, metavar="WHEN", help="window end, same forms (default: now)")
+
+    add("serve", "serve the train, retrain, batch-predict and monitor deployments of prefect.yaml from this machine "
         "(schedules included; Ctrl-C stops)")  # fmt: skip
     add("prepare", "split data/intents.csv into splits/ (the DVC prepare stage)")
     add("params", "list every params.yaml key with its default and meaning")
@@ -334,6 +342,12 @@ def _preflight(args: argparse.Namespace, root: Path) -> Plan:
 
     if args.command == "predict":
         return _preflight_predict(args, root, load_run_config(root))
+    if args.command == "monitor":
+        from intent_mlops.monitoring.monitor import monitoring_window
+
+        cfg = load_run_config(root)
+        monitoring_window(args.since, args.until, cfg.monitoring.window_hours)  # a bad --since fails in seconds
+        return Plan(cfg=cfg, data_rev=None, commit=None)
     cfg = load_run_config(root, args.overrides)
     model = None
     if args.command == "decide":
@@ -480,6 +494,9 @@ def _run_flow(args: argparse.Namespace, root: Path, plan: Plan) -> int:
         if args.command == "predict":
             at = f" at {plan.data_rev}" if plan.commit else ""
             print(f"intent-mlops predict: {args.input}{at} with {plan.model.label}; full logs in the Prefect flow run")
+        elif args.command == "monitor":
+            print("intent-mlops monitor: the prediction log against the champion's reference; full logs in the "
+                  "Prefect flow run")  # fmt: skip
         else:
             print(f"intent-mlops {args.command}: data of {data}; full logs in the Prefect flow run and the MLflow run")
         run = _flow_runner(args, root)  # imports Prefect, which sets up its console handler
@@ -517,6 +534,10 @@ def _flow_runner(args: argparse.Namespace, root: Path) -> Callable[[], int]:
         from flows.promotion import run_decide
 
         return lambda: run_decide(root, args.model_version, args.data_rev, args.overrides)
+    if args.command == "monitor":
+        from flows.monitoring import run_monitor
+
+        return lambda: run_monitor(root, args.since, args.until)
     from flows.retraining import run_retraining
 
     return lambda: run_retraining(root, args.data_rev, args.force, args.overrides)
@@ -534,6 +555,9 @@ def _report_stop(args: argparse.Namespace, root: Path, plan: Plan, signum: int) 
         print(
             f"\nstopped by {what}: the champion moves only after a recorded decision; rerun to decide", file=sys.stderr
         )
+        return
+    if args.command == "monitor":
+        print(f"\nstopped by {what}: nothing recorded for this window; rerun to monitor it", file=sys.stderr)
         return
     command = shlex.join(["intent-mlops", *sys.argv[1:]]) if sys.argv[1:] else "the same command"
     run_id, step = None, None

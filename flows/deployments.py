@@ -3,7 +3,8 @@
 ``prefect.yaml`` is the one declaration: ``prefect deploy --all`` sends it to a work pool, and
 this module turns the same entries into ``flow.to_deployment`` objects for ``prefect.serve``
 (schedules, concurrency limits and all), so the local and the team setups cannot drift. The
-retrain schedule comes from ``params.yaml`` (``schedule.*``); ``prefect.yaml`` repeats it for
+schedules come from ``params.yaml`` (:data:`CRON_SETTINGS`: retrain ``schedule.cron``, monitor
+``monitoring.cron``; both in ``schedule.timezone``); ``prefect.yaml`` repeats them for
 ``prefect deploy`` and a test keeps the two equal.
 """
 
@@ -15,9 +16,17 @@ from typing import Any
 
 import yaml
 
-from intent_mlops.config.params import load_config
+from intent_mlops.config.params import Config, load_config
 
 DECLARATIONS = "prefect.yaml"
+CRON_SETTINGS = {"monitor": "monitoring.cron"}
+"""The params.yaml setting of a scheduled deployment's cron; any other: ``schedule.cron``."""
+
+
+def cron_of(cfg: Config, deployment: str) -> str:
+    """The cron expression params.yaml gives the scheduled deployment ``deployment``."""
+    section, key = CRON_SETTINGS.get(deployment, "schedule.cron").split(".")
+    return str(getattr(getattr(cfg, section), key))
 
 
 def declarations(root: Path) -> list[dict[str, Any]]:
@@ -49,7 +58,8 @@ def build(root: Path) -> list[Any]:
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.schedules import Cron
 
-    sched = load_config(root / "params.yaml").schedule
+    cfg = load_config(root / "params.yaml")
+    zone = cfg.schedule.timezone or local_timezone()
     out = []
     for entry in declarations(root):
         limit = entry.get("concurrency_limit")
@@ -57,9 +67,7 @@ def build(root: Path) -> list[Any]:
         if limit:
             strategy = ConcurrencyLimitStrategy(limit.get("collision_strategy", "ENQUEUE"))
             concurrency = ConcurrencyLimitConfig(limit=int(limit["limit"]), collision_strategy=strategy)
-        schedules = [
-            Cron(sched.cron, timezone=sched.timezone or local_timezone()) for _ in entry.get("schedules") or []
-        ]
+        schedules = [Cron(cron_of(cfg, entry["name"]), timezone=zone) for _ in entry.get("schedules") or []]
         out.append(
             load_flow(entry["entrypoint"]).to_deployment(
                 name=entry["name"],

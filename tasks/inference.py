@@ -17,6 +17,7 @@ from intent_mlops.data.split import SplitPaths, load_splits
 from intent_mlops.inference.calibrate import calibrate_for_config
 from intent_mlops.inference.onnx_export import export_checked_variants
 from intent_mlops.inference.predictor import variant_backend
+from intent_mlops.monitoring.reference import log_reference
 from intent_mlops.registry import tracking
 from intent_mlops.train.fit import texts_labels
 from intent_mlops.train.loop import TrainResult
@@ -34,15 +35,21 @@ def _threads(cfg: Config) -> int | None:
 @task(name="calibrate-out-of-scope", retries=0, cache_policy=NO_CACHE)
 def calibrate_ood(cfg: Config, result: TrainResult, splits: versioning.Splits, run_id: str) -> dict[str, float]:
     """Fit the out-of-scope score and threshold on train/dev (stored in the model folder); log the
-    dev/test out-of-scope metrics and the calibration as run tags."""
-    i = cfg.serving
+    dev/test out-of-scope metrics and the calibration as run tags, and the version's monitoring
+    reference (its dev answers, made here to score it) as artifacts of the run that registers it."""
+    i, sets = cfg.serving, _sets(splits)
     calib, metrics = calibrate_for_config(
-        result.model_dir, _sets(splits), i.ood_in_scope_recall_ratio, i.ood_target_oos_recall, i.ood_score,
+        result.model_dir, sets, i.ood_in_scope_recall_ratio, i.ood_target_oos_recall, i.ood_score,
         cfg.train.max_length, _threads(cfg),
     )  # fmt: skip
     tracking.log_metrics(run_id, metrics)
     tracking.set_tags(run_id, calib.calibration.tags())
     get_run_logger().info(calib.summary())
+    if calib.dev_columns is not None:
+        ref = log_reference(run_id, *sets["dev"], calib.dev_columns, calib.backend)
+        get_run_logger().info(
+            "monitoring reference: %d dev rows, expected out-of-scope rate %.4f", ref["rows"], ref["expected_oos_rate"]
+        )
     return metrics
 
 

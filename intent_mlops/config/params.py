@@ -239,6 +239,35 @@ class MonitoringConfig:
     retention_days: int = _f(30, "Days of log kept; older day partitions (rows in PostgreSQL) are deleted.")
     cron: str = _f("0 * * * *", "Cron schedule of the monitor deployment (default: hourly).")
     window_hours: float = _f(1.0, "The window a monitor run looks at when no --since is given: the last N hours.")
+    experiment: str = _f("intent-classifier-monitoring", "MLflow experiment of the monitor runs (one run per window).")
+    intent_drift_p: float = _f(
+        0.01,
+        "Alarm when the predicted-intent mix differs from the reference's: two-sample "
+        "chi-square p-value below this (0: no alarm).",
+    )
+    score_drift_p: float = _f(
+        0.01, "Alarm when the top-intent probability's distribution drifts: KS p-value below this."
+    )
+    ood_score_drift_p: float = _f(0.01, "Alarm when the ood_score distribution drifts: KS p-value below this.")
+    text_length_drift_p: float = _f(0.01, "Alarm when utterance lengths drift: KS p-value below this.")
+    text_drift_auc: float = _f(
+        0.6,
+        "Alarm when Evidently's TF-IDF domain classifier tells window from reference texts with a ROC AUC above this.",
+    )
+    embedding_drift_method: str = _f(
+        "distance",
+        "Embedding drift: distance (Euclidean distance between mean embeddings) or model (domain classifier ROC AUC).",
+    )
+    embedding_drift_threshold: float = _f(0.5, "Alarm when the embedding drift value is above this.")
+    oos_rate_ratio: float = _f(
+        2.0, "Alarm when the window's out-of-scope rate is above this multiple of the expected rate (the reference's)."
+    )
+    min_volume: int = _f(0, "Alarm when the window holds fewer answers than this (0: no volume alarm).")
+    latency_p50_ms: float = _f(0.0, "Alarm when the window's median latency is above this, ms (0: off).")
+    latency_p95_ms: float = _f(0.0, "Alarm when the window's 95th percentile latency is above this, ms (0: off).")
+    text_sample: int = _f(2000, "Texts per side for the text drift classifier (a random sample; 0: all).")
+    embedding_sample: int = _f(1000, "Embedding rows per side for embedding drift (a random sample; 0: all).")
+    min_text_rows: int = _f(20, "Fewer logged texts than this on either side skip the text signals.")
 
 
 @dataclass
@@ -481,6 +510,17 @@ def _check_monitoring(m: MonitoringConfig) -> None:
         raise ConfigError("monitoring: retention_days must be >= 1 and window_hours > 0")
     if m.log_url and not m.log_url.startswith(("postgresql://", "postgresql+")):
         raise ConfigError(f"monitoring.log_url: expected empty (files) or postgresql://..., got {m.log_url[:40]!r}")
+    for name in ("intent_drift_p", "score_drift_p", "ood_score_drift_p", "text_length_drift_p"):
+        if not 0 <= getattr(m, name) < 1:
+            raise ConfigError(f"monitoring.{name}: expected a p-value in [0, 1), got {getattr(m, name)}")
+    if m.embedding_drift_method not in ("distance", "model"):
+        raise ConfigError(
+            f"monitoring.embedding_drift_method: expected distance or model, got {m.embedding_drift_method!r}"
+        )
+    if min(m.text_drift_auc, m.embedding_drift_threshold, m.oos_rate_ratio, m.latency_p50_ms, m.latency_p95_ms) < 0:
+        raise ConfigError("monitoring: drift thresholds must be >= 0 (0 turns an alarm off)")
+    if min(m.min_volume, m.text_sample, m.embedding_sample, m.min_text_rows) < 0:
+        raise ConfigError("monitoring: min_volume, text_sample, embedding_sample and min_text_rows must be >= 0")
 
 
 def describe() -> str:

@@ -39,6 +39,10 @@ class CalibrationResult:
     calibration: OodCalibration
     candidates: dict[str, Candidate]
     path: Path | None  # where ood.json was written (None with save=False)
+    # the calibrated model's dev predictions (Predictor.predict_columns, top 2) that scored it: the
+    # monitoring reference reuses them instead of predicting dev again (set by calibrate_for_config)
+    dev_columns: dict[str, np.ndarray] | None = None
+    backend: str = ""
 
     def summary(self) -> str:
         c = self.calibration
@@ -143,16 +147,24 @@ def calibrate(
     return CalibrationResult(calib, candidates, path)
 
 
-def evaluate_ood(predictor: Predictor, texts: Sequence[str], labels: Sequence[str]) -> OodMetrics:
-    """In-scope accuracy, out-of-scope recall / precision and AUROC of ``predictor`` (with its stored
-    calibration) on labelled rows; rows labelled ``oos`` or with an intent the model does not know
-    are out of scope. Meaningful recall / precision / AUROC need such rows (else they are nan)."""
-    known = set(predictor.labels)
+def predict_all(predictor: Predictor, texts: Sequence[str], top_k: int = 1) -> dict[str, np.ndarray]:
+    """:meth:`Predictor.predict_columns` over any number of texts (in chunks of the request limit)."""
     parts = [
-        predictor.predict_columns(list(texts[i : i + predictor.limits.max_batch]), top_k=1)
+        predictor.predict_columns(list(texts[i : i + predictor.limits.max_batch]), top_k=top_k)
         for i in range(0, len(texts), predictor.limits.max_batch)
     ]
-    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def evaluate_ood(
+    predictor: Predictor, texts: Sequence[str], labels: Sequence[str], cols: dict[str, np.ndarray] | None = None
+) -> OodMetrics:
+    """In-scope accuracy, out-of-scope recall / precision and AUROC of ``predictor`` (with its stored
+    calibration) on labelled rows; rows labelled ``oos`` or with an intent the model does not know
+    are out of scope. Meaningful recall / precision / AUROC need such rows (else they are nan).
+    ``cols``: the predictions of these texts when already made (:func:`predict_all`)."""
+    known = set(predictor.labels)
+    cols = cols if cols is not None else predict_all(predictor, texts)
     truth = np.asarray([OOS_PREDICTED if y == OOS_DATA else y for y in labels], dtype=object)
     true_oos = np.asarray([y == OOS_PREDICTED or y not in known for y in truth], dtype=bool)
     top = cols["top_labels"][:, 0]
@@ -169,7 +181,8 @@ def calibrate_for_config(
     num_threads: int | None = None,
 ) -> tuple[CalibrationResult, dict[str, float]]:
     """Calibrate ``model_dir`` on its ``train``/``dev`` rows (``ood.json`` written into it), then score
-    out-of-scope rejection on ``dev`` and ``test``; returns the calibration and ``<split>_ood_*`` metrics.
+    out-of-scope rejection on ``dev`` and ``test``; returns the calibration (with the calibrated model's
+    dev answers, ``dev_columns``, for the monitoring reference) and ``<split>_ood_*`` metrics.
 
     ``target_oos_recall`` > 0 is used only when dev has ``oos`` rows (otherwise nothing could
     measure it); the in-scope ratio is the target everywhere else.
@@ -187,10 +200,12 @@ def calibrate_for_config(
     )  # fmt: skip
     predictor = Predictor.load(model_dir, num_threads=num_threads, max_length=max_length)
     metrics: dict[str, float] = {}
+    result.dev_columns = predict_all(predictor, dev_x, top_k=min(2, len(predictor.labels)))
+    result.backend = predictor.backend_name
     for name in ("dev", "test"):
         if name not in splits:
             continue
-        m = evaluate_ood(predictor, *splits[name])
+        m = evaluate_ood(predictor, *splits[name], result.dev_columns if name == "dev" else None)
         metrics[f"{name}_ood_in_scope_accuracy"] = m.in_scope_accuracy
         metrics[f"{name}_ood_in_scope_rejected"] = m.in_scope_rejected
         if m.n_oos:

@@ -158,6 +158,20 @@ def test_rollback_refusal_is_one_line(
     assert err.strip() == "error: intent-classifier: no previous-champion to roll back to; pass --to VERSION"
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--since", "yesterday"], "--since 'yesterday': expected an ISO time"),
+        (["--until", "soon"], "--until 'soon': expected an ISO time"),
+        (["--since", "1h", "--until", "2h"], "the window is empty: --since"),
+    ],
+)
+def test_monitor_window_fails_fast_before_prefect(repo: Path, tmp_path: Path, args: list[str], expected: str) -> None:
+    home = tmp_path / "prefect-home"
+    rc, _, err, _ = cli("--project", str(repo), "monitor", *args, cwd=repo, prefect_home=home)
+    assert expected in one_line_error(rc, err, home)
+
+
 def test_unsafe_model_is_a_user_error() -> None:
     from flows.cli import _is_user_error
     from intent_mlops.model.loading import UnsafeModelError

@@ -139,6 +139,6 @@ def test_serve_help_names_every_deployment() -> None:
 
     serve_help = _parser()._subparsers._group_actions[0].choices["serve"].format_help()  # type: ignore[union-attr]
     names = [entry["name"] for entry in declarations(REPO)]
-    assert len(names) == 3
+    assert len(names) == 4
     for name in names:
         assert re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", serve_help), (name, serve_help)

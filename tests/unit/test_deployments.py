@@ -18,7 +18,7 @@ from tests.conftest import REPO
 
 def test_served_deployments_match_prefect_yaml() -> None:
     served = {d.name: d for d in build(REPO)}
-    assert set(served) == {e["name"] for e in declarations(REPO)} >= {"train", "retrain"}
+    assert set(served) == {e["name"] for e in declarations(REPO)} >= {"train", "retrain", "monitor"}
     retrain = served["retrain"]
     cron = load_config(REPO / "params.yaml").schedule.cron
     assert [s.schedule.cron for s in retrain.schedules] == [cron]
@@ -38,11 +38,26 @@ def test_batch_predict_runs_one_at_a_time_in_both_setups() -> None:
 
 def test_prefect_yaml_schedule_equals_params_yaml() -> None:
     """`prefect deploy` reads prefect.yaml, `intent-mlops serve` params.yaml: they must agree."""
-    entry = next(
-        e for e in yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"] if e["name"] == "retrain"
-    )
-    assert [s["cron"] for s in entry["schedules"]] == [load_config(REPO / "params.yaml").schedule.cron]
-    assert entry["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
+    entries = {e["name"]: e for e in yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]}
+    cfg = load_config(REPO / "params.yaml")
+    assert [s["cron"] for s in entries["retrain"]["schedules"]] == [cfg.schedule.cron]
+    assert entries["retrain"]["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
+    assert [s["cron"] for s in entries["monitor"]["schedules"]] == [cfg.monitoring.cron]
+    assert entries["monitor"]["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
+
+
+def test_monitor_deployment_runs_hourly_from_params(tmp_path: Path) -> None:
+    """The served monitor deployment takes monitoring.cron (not the retrain schedule) from params.yaml."""
+    served = {d.name: d for d in build(REPO)}
+    assert [s.schedule.cron for s in served["monitor"].schedules] == [load_config(REPO / "params.yaml").monitoring.cron]
+    assert served["monitor"].concurrency_limit == 1
+    assert served["monitor"].parameters == {"project_dir": str(REPO)}
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["monitoring"]["cron"] = "*/15 * * * *"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    served = {d.name: d for d in build(tmp_path)}
+    assert [s.schedule.cron for s in served["monitor"].schedules] == ["*/15 * * * *"]
+    assert [s.schedule.cron for s in served["retrain"].schedules] == [params["schedule"]["cron"]]
 
 
 def test_forms_have_descriptions_types_and_choices() -> None:
