@@ -53,7 +53,7 @@ def _emb(frame: pd.DataFrame, seed: int) -> np.ndarray:
 
 
 def _cfg() -> MonitoringConfig:
-    return MonitoringConfig(text_sample=300, embedding_sample=200)
+    return MonitoringConfig(text_sample=300, embedding_sample=200, text_drift_auc=0.6, embedding_drift_threshold=0.5)
 
 
 def test_same_distribution_crosses_nothing_statistical() -> None:
