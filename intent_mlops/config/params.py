@@ -241,26 +241,26 @@ class MonitoringConfig:
     window_hours: float = _f(1.0, "The window a monitor run looks at when no --since is given: the last N hours.")
     experiment: str = _f("intent-classifier-monitoring", "MLflow experiment of the monitor runs (one run per window).")
     intent_drift_p: float = _f(
-        0.0001,
+        0.01,
         "Alarm when the predicted-intent mix differs from the reference's: two-sample "
         "chi-square p-value below this (0: no alarm).",
     )
     score_drift_p: float = _f(
         0.01, "Alarm when the top-intent probability's distribution drifts: KS p-value below this."
     )
-    ood_score_drift_p: float = _f(0.001, "Alarm when the ood_score distribution drifts: KS p-value below this.")
+    ood_score_drift_p: float = _f(0.01, "Alarm when the ood_score distribution drifts: KS p-value below this.")
     text_length_drift_p: float = _f(0.01, "Alarm when utterance lengths drift: KS p-value below this.")
     text_drift_auc: float = _f(
-        0.72,
+        0.718,
         "Alarm when Evidently's TF-IDF domain classifier tells window from reference texts with a ROC AUC above this.",
     )
     embedding_drift_method: str = _f(
         "distance",
         "Embedding drift: distance (Euclidean distance between mean embeddings) or model (domain classifier ROC AUC).",
     )
-    embedding_drift_threshold: float = _f(0.91, "Alarm when the embedding drift value is above this.")
+    embedding_drift_threshold: float = _f(0.958, "Alarm when the embedding drift value is above this.")
     oos_rate_ratio: float = _f(
-        1.87, "Alarm when the window's out-of-scope rate is above this multiple of the expected rate (the reference's)."
+        1.77, "Alarm when the window's out-of-scope rate is above this multiple of the expected rate (the reference's)."
     )
     min_volume: int = _f(0, "Alarm when the window holds fewer answers than this (0: no volume alarm).")
     latency_p50_ms: float = _f(0.0, "Alarm when the window's median latency is above this, ms (0: off).")
