@@ -153,6 +153,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="shift the intent mix, add an intent the champion never saw (a corpus batch's)")  # fmt: skip
     tr.add_argument("--batch", type=int, default=1, metavar="N",
                     help="with --drift: whose new intent (default 1; 2 once batch 1 was added)")  # fmt: skip
+    tr.add_argument("--intents", default=None, metavar="A,B,...",
+                    help="only these demo corpus intents (default: all), e.g. those the champion knows")  # fmt: skip
     tr.add_argument("--url", default="http://127.0.0.1:5001", help="the endpoint (default http://127.0.0.1:5001)")
     tr.add_argument("--seed", type=int, default=0, help="seed of the generated texts (default 0)")
 
@@ -317,7 +319,8 @@ def _demo_traffic(args: argparse.Namespace) -> int:
     kind = f"drifted traffic (corpus batch {args.batch})" if args.drift else "traffic"
     print(f"sending {kind} to {args.url} at about {args.rate:g}/s for {args.minutes:g} min", flush=True)
     try:
-        summary = send(args.url, args.rate, args.minutes, args.drift, args.seed, args.batch)
+        intents = [x.strip() for x in args.intents.split(",") if x.strip()] if args.intents else None
+        summary = send(args.url, args.rate, args.minutes, args.drift, args.seed, args.batch, intents)
     except TrafficError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

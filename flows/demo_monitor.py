@@ -33,6 +33,7 @@ from pathlib import Path
 from flows import stack
 from intent_mlops.config.environment import NotAProjectError, apply_defaults, project_root
 from intent_mlops.config.params import load_config
+from intent_mlops.demo.corpus import TEMPLATES
 from intent_mlops.registry.models import CHAMPION
 
 DRIFT_EVENT = "intent-mlops.drift.detected"
@@ -165,14 +166,24 @@ def _iso(when: datetime) -> str:
 
 
 def phase(
-    root: Path, env: dict[str, str], url: str, rate: float, minutes: float, batch: int | None, flush: float
+    root: Path,
+    env: dict[str, str],
+    url: str,
+    rate: float,
+    minutes: float,
+    batch: int | None,
+    flush: float,
+    intents: list[str],
 ) -> None:
-    """Traffic, a pause for the log writer, then a monitor run over exactly that window."""
+    """Traffic (of the champion's ``intents``, plus an unseen one with ``batch``), a pause for the
+    log writer, then a monitor run over exactly that window."""
     start = datetime.now(UTC)
-    drift = ["--drift", "--batch", str(batch)] if batch is not None else []
-    _run(
-        [_cli(), "demo", "traffic", "--rate", f"{rate:g}", "--minutes", f"{minutes:g}", "--url", url, *drift], env, root
-    )
+    traffic = ["demo", "traffic", "--rate", f"{rate:g}", "--minutes", f"{minutes:g}", "--url", url]
+    if batch is not None:
+        traffic += ["--drift", "--batch", str(batch)]
+    if intents != list(TEMPLATES):
+        traffic += ["--intents", ",".join(intents)]
+    _run([_cli(), *traffic], env, root)
     time.sleep(max(2.0, 3 * flush))  # the background writer flushes every monitoring.flush_seconds
     end = datetime.now(UTC)
     _run([_cli(), "monitor", "--since", _iso(start), "--until", _iso(end)], env, root)
@@ -214,16 +225,19 @@ def run(root: Path, rate: float, minutes: float, port: int, prefect_port: int, m
         if labels is None:
             raise DemoError("retrain crowned no champion (see its decision above)")
     batch = drift_batch(labels)
+    intents = [label for label in TEMPLATES if label in labels]  # normal traffic: what the champion knows
+    if not intents:
+        raise DemoError(f"the champion knows none of the demo corpus's intents ({', '.join(sorted(labels)[:5])}, ...)")
     print(f"the champion knows {len(labels)} intents; drifted traffic brings corpus batch {batch}'s new one")
     _step("3. serve the champion")
     proc = start_endpoint(root, port, env)
     url = f"http://{stack.HOST}:{port}"
     try:
         _step("4. normal traffic, then a monitor run over its window (expected: no drift)")
-        phase(root, monitor_env, url, rate, minutes, None, cfg.monitoring.flush_seconds)
+        phase(root, monitor_env, url, rate, minutes, None, cfg.monitoring.flush_seconds, intents)
         drifted = datetime.now(UTC)
         _step("5. drifted traffic, then a monitor run over its window (expected: drift detected, an event)")
-        phase(root, monitor_env, url, rate, minutes, batch, cfg.monitoring.flush_seconds)
+        phase(root, monitor_env, url, rate, minutes, batch, cfg.monitoring.flush_seconds, intents)
     finally:
         _step("6. stop the endpoint")
         stop_endpoint(proc)

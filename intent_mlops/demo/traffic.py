@@ -20,7 +20,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -70,31 +70,40 @@ class Summary:
         )
 
 
-def _weights(drift: bool, new_intent: str) -> dict[str, float]:
-    base = list(corpus.TEMPLATES)
+def _weights(drift: bool, new_intent: str, base: list[str]) -> dict[str, float]:
     if not drift:
         return dict.fromkeys(base, 1.0)
     in_scope = [label for label in base if label != "oos"]
     shifted = {label: SHIFT_WEIGHT if i < len(in_scope) // 2 else 1.0 for i, label in enumerate(in_scope)}
-    shifted["oos"] = 1.0
+    if "oos" in base:
+        shifted["oos"] = 1.0
     total = sum(shifted.values())
     scale = (1 - NEW_INTENT_SHARE) / NEW_INTENT_SHARE / total  # the new intent gets weight 1
     return {**{label: w * scale for label, w in shifted.items()}, new_intent: 1.0}
 
 
-def utterances(drift: bool = False, seed: int = 0, batch: int = 1) -> Iterator[tuple[str, str]]:
-    """Endless ``(text, intent)`` pairs: the default corpus's mix, or with ``drift`` the mix of
-    corpus batch ``batch`` (its new intent at :data:`NEW_INTENT_SHARE`, the base mix shifted)."""
+def utterances(
+    drift: bool = False, seed: int = 0, batch: int = 1, intents: Sequence[str] | None = None
+) -> Iterator[tuple[str, str]]:
+    """Endless ``(text, intent)`` pairs: the default corpus's mix (``intents``: only those of its
+    intents, e.g. the ones a champion knows), or with ``drift`` the mix of corpus batch ``batch``
+    (its new intent at :data:`NEW_INTENT_SHARE`, the base mix shifted)."""
     if batch not in corpus.BATCHES:
         raise TrafficError(f"--batch must be one of {sorted(corpus.BATCHES)}, got {batch}")
-    return _stream(drift, seed, batch)
+    base = list(corpus.TEMPLATES)
+    if intents:
+        unknown = sorted(set(intents) - set(base))
+        if unknown:
+            raise TrafficError(f"--intents: {', '.join(unknown)} not in the demo corpus ({', '.join(base)})")
+        base = [label for label in base if label in set(intents)]
+    return _stream(drift, seed, batch, base)
 
 
-def _stream(drift: bool, seed: int, batch: int) -> Iterator[tuple[str, str]]:
+def _stream(drift: bool, seed: int, batch: int, base: list[str]) -> Iterator[tuple[str, str]]:
     spec = corpus.BATCHES[batch]
-    rng = random.Random(f"intent-mlops-traffic:{seed}:{drift}:{batch}")
+    rng = random.Random(f"intent-mlops-traffic:{seed}:{drift}:{batch}:{','.join(base)}")
     typo_rate = 0.04
-    weights = _weights(drift, spec.new_intent)
+    weights = _weights(drift, spec.new_intent, base)
     labels, cum = list(weights), list(weights.values())
     if not drift:
         while True:
@@ -147,6 +156,7 @@ def send(
     drift: bool = False,
     seed: int = 0,
     batch: int = 1,
+    intents: Sequence[str] | None = None,
     workers: int = WORKERS,
     clock: Callable[[], float] = time.monotonic,
 ) -> Summary:
@@ -158,7 +168,7 @@ def send(
     total = round(rate * minutes * 60)
     if total < 1:
         raise TrafficError(f"--rate {rate} for --minutes {minutes} is less than one request")
-    texts = utterances(drift, seed, batch)
+    texts = utterances(drift, seed, batch, intents)
     check_endpoint(url)
     connect, route = _connection(url), _path(url, "/invocations")
     lock = threading.Lock()

@@ -125,6 +125,17 @@ def test_drift_shifts_the_mix_and_adds_the_batch_intent() -> None:
     assert corpus.BATCHES[2].new_intent in {label for _, label in itertools.islice(utterances(True, 3, 2), 500)}
 
 
+def test_intents_restricts_the_base_mix() -> None:
+    four = ["cancel_order", "store_hours", "reset_password", "track_order"]
+    normal = Counter(label for _, label in itertools.islice(utterances(False, 3, intents=four), 400))
+    assert set(normal) == set(four)
+    drifted = Counter(label for _, label in itertools.islice(utterances(True, 3, intents=four), 2000))
+    assert set(drifted) == {*four, corpus.BATCHES[1].new_intent}
+    assert abs(drifted[corpus.BATCHES[1].new_intent] / 2000 - NEW_INTENT_SHARE) < 0.04
+    with pytest.raises(TrafficError, match="--intents: nope not in the demo corpus"):
+        utterances(intents=["nope", "track_order"])
+
+
 def test_same_seed_same_texts_and_new_texts_for_another() -> None:
     a = [t for t, _ in itertools.islice(utterances(False, seed=7), 50)]
     assert a == [t for t, _ in itertools.islice(utterances(False, seed=7), 50)]
@@ -133,7 +144,8 @@ def test_same_seed_same_texts_and_new_texts_for_another() -> None:
 
 def test_cli_prints_the_summary(endpoint: tuple[str, type[_Endpoint]], capsys: pytest.CaptureFixture[str]) -> None:
     url, _ = endpoint
-    assert main(["demo", "traffic", "--rate", "100", "--minutes", "0.002", "--url", url, "--drift"]) == 0
+    argv = ["--rate", "100", "--minutes", "0.002", "--url", url, "--drift", "--intents", "track_order,store_hours"]
+    assert main(["demo", "traffic", *argv]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith(f"sending drifted traffic (corpus batch 1) to {url}")
     assert out[-1].startswith("sent 12 requests") and "non-200: 0" in out[-1]
