@@ -212,9 +212,17 @@ def _post(
 ) -> http.client.HTTPConnection:
     """One request; returns the connection to use next (a fresh one after a failure)."""
     body = json.dumps({"inputs": {"text": [text]}}).encode()
+    headers = {"Content-Type": "application/json"}
     try:
-        conn.request("POST", route, body=body, headers={"Content-Type": "application/json"})
-        response = conn.getresponse()
+        try:
+            conn.request("POST", route, body=body, headers=headers)
+            response = conn.getresponse()
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            # the server closed an idle keep-alive connection (slow rates): send it again, once, on a new one
+            conn.close()
+            conn = connect()
+            conn.request("POST", route, body=body, headers=headers)
+            response = conn.getresponse()
         status, raw = response.status, response.read()
     except (OSError, http.client.HTTPException) as exc:
         conn.close()

@@ -22,6 +22,7 @@ class _Endpoint(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like uvicorn
     received: list[dict[str, object]]
     fail_every = 0  # answer every n-th request with a 500 (0: never)
+    close_after = False  # close the connection after each answer without saying so
 
     def do_GET(self) -> None:
         self._answer(200 if self.path == "/ping" else 404, b"\n")
@@ -44,6 +45,8 @@ class _Endpoint(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(raw)))
         self.end_headers()
         self.wfile.write(raw)
+        if self.close_after:
+            self.close_connection = True
 
     def log_message(self, *args: object) -> None:  # quiet
         pass
@@ -51,7 +54,7 @@ class _Endpoint(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def endpoint() -> Iterator[tuple[str, type[_Endpoint]]]:
-    handler = type("Handler", (_Endpoint,), {"received": [], "fail_every": 0})
+    handler = type("Handler", (_Endpoint,), {"received": [], "fail_every": 0, "close_after": False})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -94,6 +97,13 @@ def test_counts_non_200_answers(endpoint: tuple[str, type[_Endpoint]]) -> None:
     summary = send(url, rate=200, minutes=0.1 / 60, seed=2)  # 20 requests
     assert summary.sent == 20 and summary.non_200 == 6 and summary.answers == 14
     assert "non-200: 6" in summary.line() and "HTTP 500" in summary.line()
+
+
+def test_an_idle_connection_the_server_closed_is_reopened(endpoint: tuple[str, type[_Endpoint]]) -> None:
+    url, handler = endpoint
+    handler.close_after = True  # like uvicorn's keep-alive timeout, every connection ends after one answer
+    summary = send(url, rate=100, minutes=0.1 / 60, workers=2)  # 10 requests
+    assert summary.sent == len(handler.received) == 10 and summary.errors == summary.non_200 == 0
 
 
 def test_nothing_listening_is_one_line() -> None:
