@@ -135,7 +135,8 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("output", help="CSV or Parquet output, written only when complete")
     pr.add_argument("--rev", default=None, metavar="REV", help="read INPUT as git revision REV records it (DVC)")
     model_args(pr)
-    sm = add("serve-model", "serve the champion (or --alias/--version) as a REST endpoint (mlflow models serve)")
+    sm = add("serve-model", "serve the champion (or --alias) as a REST endpoint (mlflow models serve), following the "
+             "alias when it moves and logging every answer; --version N pins one version")  # fmt: skip
     model_args(sm)
     sm.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
     sm.add_argument("--port", type=int, default=5001, help="port (default 5001, beside the MLflow UI's 5000)")
@@ -295,21 +296,11 @@ def _dispatch(args: argparse.Namespace, root: Path) -> int:
 
 
 def _serve_model(args: argparse.Namespace, root: Path) -> int:
-    """``serve-model``: resolve the version, then serve it with MLflow's scoring app (Ctrl-C stops)."""
-    from intent_mlops.config.params import load_run_config
-    from intent_mlops.inference.registered import resolve
-    from intent_mlops.inference.server import serve
-    from intent_mlops.registry.tracking import connect
+    """``serve-model``: see ``flows/serving.py`` (MLflow's scoring app; follows the alias unless --version)."""
+    from flows.serving import serve_model
 
     _quiet_console(args.debug)
-    cfg = load_run_config(root)
-    connect(cfg.mlflow, root)
-    ref = resolve(cfg.mlflow.registered_model, args.alias, args.model_version)
-    print(f"serving {ref.label} on http://{args.host}:{args.port}/invocations (Ctrl-C stops); try:")
-    print(f"""  curl -s http://{args.host}:{args.port}/invocations -H 'Content-Type: application/json' """
-          """-d '{"inputs": {"text": ["where is my order"]}}'""")  # fmt: skip
-    serve(ref, args.host, args.port)
-    return 0
+    return serve_model(args, root)
 
 
 def _demo_traffic(args: argparse.Namespace) -> int:

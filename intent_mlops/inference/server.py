@@ -9,6 +9,11 @@ plain-text 415, an empty list with a numpy repr of the parsed data, a POST witho
 log for requests that never used it. So a JSON request is checked here before MLflow parses it;
 the 4xx that remain (the model's own 400s, :mod:`.pyfunc`, and unknown routes) are rewritten into
 the same shape. Server faults stay 500s.
+
+``serve-model`` wraps the loaded version in :class:`~.follow.ServedModel` (the prediction log, and
+the swap when the alias moves, see :mod:`.follow`); every answer names the version that produced
+it, and every response carries an ``X-Request-ID`` (the client's, or a new one), the id the
+prediction log records.
 """
 
 from __future__ import annotations
@@ -19,12 +24,16 @@ import csv
 import io
 import json
 import logging
-import os
 import re
-from typing import Any
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from intent_mlops.inference.pyfunc import MODEL_VERSION_ENV
-from intent_mlops.inference.registered import ModelRef
+from intent_mlops.inference.follow import REQUEST_ID
+
+if TYPE_CHECKING:
+    from intent_mlops.inference.follow import AliasFollower, ServedModel
+    from intent_mlops.monitoring.log import PredictionLog
 
 DEFAULT_PORT = 5001  # beside the MLflow UI's 5000 (CONVENTIONS.md)
 EXAMPLE = '{"inputs": {"text": ["where is my order"]}}'
@@ -56,6 +65,13 @@ def build_app(model: Any) -> Any:
 
     @app.middleware("http")
     async def one_error_format(request: Request, call_next: Any) -> Any:
+        request_id = (request.headers.get("x-request-id") or "")[:128] or uuid.uuid4().hex
+        REQUEST_ID.set(request_id)
+        response = await _answer(request, call_next)
+        response.headers["X-Request-ID"] = request_id
+        return response
+
+    async def _answer(request: Request, call_next: Any) -> Any:
         if request.method == "POST" and request.url.path == "/invocations":
             body = await request.body()
             problem = request_problem(request.headers.get("content-type"), body)
@@ -169,11 +185,29 @@ def _kind(value: object) -> str:
     return names.get(type(value), f"a {type(value).__name__}")
 
 
-def serve(ref: ModelRef, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
-    """Serve the version until interrupted. Asked for by number, so the answer cannot change under a
-    running server when the champion moves; every prediction carries ``<name>/<version>``."""
-    import mlflow
+def serve(
+    served: ServedModel,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    *,
+    follower: AliasFollower | None = None,
+    prediction_log: PredictionLog | None = None,
+) -> None:
+    """Serve until interrupted (SIGINT/SIGTERM: requests in flight finish, then the log is flushed).
+    With a ``follower`` the served version follows its alias; without, it is the one given."""
     import uvicorn
 
-    os.environ[MODEL_VERSION_ENV] = ref.label
-    uvicorn.run(build_app(mlflow.pyfunc.load_model(ref.uri)), host=host, port=port, workers=1, log_level="info")
+    if follower is not None:
+        follower.start()
+    try:
+        uvicorn.run(build_app(served), host=host, port=port, workers=1, log_level="info")
+    finally:
+        if follower is not None:
+            follower.stop()
+        if prediction_log is not None:
+            prediction_log.close()
+
+
+def cache_folder(root: Path | str) -> Path:
+    """Where ``serve-model`` keeps fetched versions (shared with the batch flow)."""
+    return Path(root) / ".intent-mlops" / "models"
