@@ -78,36 +78,28 @@ def ensure_stack(root: Path, prefect_port: int, mlflow_port: int) -> dict[str, s
 
 
 def champion_labels(root: Path, mlflow_url: str) -> set[str] | None:
-    """The champion's intents (from its reference when it has one, else the tracked data); None
-    when there is no champion."""
+    """The champion's intents (from its monitoring reference, else the tracked data); None when there
+    is no champion."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    cfg = load_config(root / "params.yaml")
-    client = mlflow.MlflowClient(mlflow_url, mlflow_url)
+    name = load_config(root / "params.yaml").mlflow.registered_model
+    mlflow.set_tracking_uri(mlflow_url)
     try:
-        version = client.get_model_version_by_alias(cfg.mlflow.registered_model, CHAMPION)
+        version = mlflow.MlflowClient().get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
         return None
-    labels = _reference_labels(client, str(version.run_id))
-    if labels is None:
-        import pandas as pd
-
-        labels = set(pd.read_csv(root / "data" / "intents.csv")["label"].astype(str))
-    return labels
-
-
-def _reference_labels(client: object, run_id: str) -> set[str] | None:
-    """The labels of the run's monitoring reference (None when it has none or it cannot be read)."""
     try:
-        from intent_mlops.monitoring import reference
-    except ImportError:
-        return None
-    with contextlib.suppress(Exception):
-        ref = reference.load_reference(run_id)  # type: ignore[attr-defined]
-        if ref is not None:
-            return set(ref.frame["label"].astype(str))
-    return None
+        from intent_mlops.monitoring.reference import load_reference
+
+        ref = load_reference(name, str(version.version))
+    except ImportError:  # a checkout without the monitor flow
+        ref = None
+    if ref is not None:
+        return set(ref.frame["label"].astype(str))
+    import pandas as pd
+
+    return set(pd.read_csv(root / "data" / "intents.csv")["label"].astype(str))
 
 
 def drift_batch(labels: set[str]) -> int:
@@ -208,6 +200,7 @@ def drift_events(api: str, since: datetime) -> list[dict[str, object]]:
 
 def run(root: Path, rate: float, minutes: float, port: int, prefect_port: int, mlflow_port: int) -> int:
     apply_defaults(root)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # reading the champion's reference
     cfg = load_config(root / "params.yaml")
     if not cfg.monitoring.log:
         raise DemoError("monitoring.log is false in params.yaml: the endpoint would log nothing to monitor")

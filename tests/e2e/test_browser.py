@@ -29,7 +29,7 @@ from tests.conftest import REPO
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.browser]
 SHOTS = REPO / "test-output" / "browser"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-MONITOR_METRIC = "oos_rate"  # a signal of every monitor run, charted by the MLflow UI
+MONITOR_METRIC = "intent_drift"  # a signal of every monitor run, charted by the MLflow UI
 
 
 def _free_port() -> int:
