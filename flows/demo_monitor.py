@@ -97,6 +97,10 @@ def champion_labels(root: Path, mlflow_url: str) -> set[str] | None:
         ref = None
     if ref is not None:
         return set(ref.frame["label"].astype(str))
+    print(
+        f"note: champion v{version.version} has no monitoring reference (registered before monitoring existed): "
+        "the monitor runs will say so; `intent-mlops retrain --force` registers a version that has one"
+    )
     import pandas as pd
 
     return set(pd.read_csv(root / "data" / "intents.csv")["label"].astype(str))

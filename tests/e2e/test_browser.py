@@ -57,7 +57,8 @@ def _run_deployment(name: str, parameters: dict[str, Any], timeout: float = 600)
     """Start a deployment run through the Prefect API and wait for its final state (timeout 0: don't)."""
     from prefect.deployments import run_deployment
 
-    return run_deployment(name, parameters=parameters, timeout=timeout)
+    # _sync: inside playwright's sync API an event loop runs in this thread, and Prefect would hand back a coroutine
+    return run_deployment(name, parameters=parameters, timeout=timeout, _sync=True)  # type: ignore[call-arg]
 
 
 def _wait_for_new_run(before: set[str], timeout: float = 600) -> Any:
