@@ -16,7 +16,7 @@ export HF_HOME := $(CURDIR)/.cache/huggingface
 export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help run setup data train retrain demo-retrain serve stop test lint format typecheck unit browser test-browser mlflow-ui prefect-ui bench-throughput bench-accuracy bench-inference clean
+.PHONY: help run setup data train retrain demo-retrain demo-monitor serve stop test lint format typecheck unit browser test-browser mlflow-ui prefect-ui bench-throughput bench-accuracy bench-inference clean
 
 help:  ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-18s %s\n", $$1, $$2}'
@@ -48,6 +48,12 @@ demo-retrain: data  ## a whole cycle: champion, next data batch added, retrain, 
 	$(BIN)/intent-mlops history
 	@echo "The data version changed (data.dvc and dvc.lock, staged); undo with:"
 	@echo "  git checkout HEAD -- data.dvc dvc.lock && .venv/bin/dvc checkout   (champion stays; see intent-mlops rollback)"
+
+DEMO_RATE ?= 5
+DEMO_MINUTES ?= 1
+demo-monitor: data  ## serve the champion, normal then drifted traffic, a monitor run after each (uses/starts make serve)
+	$(BIN)/python -m flows.demo_monitor --rate $(DEMO_RATE) --minutes $(DEMO_MINUTES) \
+		--prefect-port $(PREFECT_PORT) --mlflow-port $(MLFLOW_PORT)
 
 PREFECT_PORT ?= 4200
 MLFLOW_PORT ?= 5000

@@ -38,7 +38,7 @@ EPILOG = """first steps:
 `intent-mlops COMMAND --help` describes one command."""
 
 FLOW_COMMANDS = ("train", "retrain", "predict", "decide", "monitor")
-NO_PROJECT_COMMANDS = ("params",)
+NO_PROJECT_COMMANDS = ("params", "demo")
 USER_ERRORS = (
     ("intent_mlops.config.environment", "NotAProjectError"),
     ("intent_mlops.config.params", "ConfigError"),
@@ -148,6 +148,24 @@ def _parser() -> argparse.ArgumentParser:
                     help="window start: ISO time (no zone: local) or a duration before now, e.g. 30m, 2h, 1d "
                     "(default: monitoring.window_hours before --until)")  # fmt: skip
     mo.add_argument("--until", default=None, metavar="WHEN", help="window end, same forms (default: now)")
+
+    dm = add("demo", "demo helpers: generated traffic for a running endpoint")
+    dmsub = dm.add_subparsers(dest="demo_command", required=True, metavar="ACTION")
+    tr = dmsub.add_parser("traffic", parents=[common],
+                          help="send generated utterances to a running endpoint (serve-model) at about RATE/s",
+                          description="send generated utterances to a running endpoint (serve-model) at about "
+                          "RATE requests/s for MINUTES, then print one line: sent, non-200, answers per model "
+                          "version, out-of-scope share")  # fmt: skip
+    tr.add_argument("--rate", type=float, default=2.0, help="requests per second (default 2)")
+    tr.add_argument("--minutes", type=float, default=1.0, help="how long, fractions allowed (default 1)")
+    tr.add_argument("--drift", action="store_true",
+                    help="shift the intent mix, add an intent the champion never saw (a corpus batch's)")  # fmt: skip
+    tr.add_argument("--batch", type=int, default=1, metavar="N",
+                    help="with --drift: whose new intent (default 1; 2 once batch 1 was added)")  # fmt: skip
+    tr.add_argument("--intents", default=None, metavar="A,B,...",
+                    help="only these demo corpus intents (default: all), e.g. those the champion knows")  # fmt: skip
+    tr.add_argument("--url", default="http://127.0.0.1:5001", help="the endpoint (default http://127.0.0.1:5001)")
+    tr.add_argument("--seed", type=int, default=0, help="seed of the generated texts (default 0)")
 
     add("serve", "serve the train, retrain, batch-predict and monitor deployments of prefect.yaml from this machine "
         "(schedules included; Ctrl-C stops)")  # fmt: skip
@@ -263,6 +281,8 @@ def _dispatch(args: argparse.Namespace, root: Path) -> int:
         from flows.deployments import serve
 
         return serve(root)
+    if args.command == "demo":
+        return _demo_traffic(args)
     if args.command == "params":
         from intent_mlops.config.params import describe
 
@@ -289,6 +309,22 @@ def _serve_model(args: argparse.Namespace, root: Path) -> int:
 
     _quiet_console(args.debug)
     return serve_model(args, root)
+
+
+def _demo_traffic(args: argparse.Namespace) -> int:
+    """``demo traffic``: paced requests to a running endpoint, then the one-line summary."""
+    from intent_mlops.demo.traffic import TrafficError, send
+
+    kind = f"drifted traffic (corpus batch {args.batch})" if args.drift else "traffic"
+    print(f"sending {kind} to {args.url} at about {args.rate:g}/s for {args.minutes:g} min", flush=True)
+    try:
+        intents = [x.strip() for x in args.intents.split(",") if x.strip()] if args.intents else None
+        summary = send(args.url, args.rate, args.minutes, args.drift, args.seed, args.batch, intents)
+    except TrafficError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(summary.line())
+    return 0 if summary.non_200 == summary.errors == 0 else 1
 
 
 def _existing_version(root: Path, version: str) -> str:

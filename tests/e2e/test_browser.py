@@ -3,8 +3,11 @@
 A person's path: the Prefect UI lists `train` and `retrain` (with its schedule), a train flow run
 shows its metrics artifact, a retrain that needs approval pauses and a reviewer approves it in the
 run's form (the decision, toggle, name and comment end up in the version's tags and card), a run
-started from the deployment's form completes, and the MLflow registry page of `intent-classifier`
-shows the `champion` alias and the version's model card.
+started from the deployment's form completes, `make demo-monitor` runs against the stack (normal then
+drifted traffic, a monitor run after each, the drift event in Prefect) and the `monitor` deployment
+runs once: the monitoring experiment charts its signals in MLflow and the deployment's run shows its
+`monitoring-report` artifact. The MLflow registry page of `intent-classifier` shows the `champion`
+alias and the version's model card.
 Screenshots go to `test-output/browser/`.
 """
 
@@ -14,6 +17,7 @@ import shutil
 import socket
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,7 @@ from tests.conftest import REPO
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.browser]
 SHOTS = REPO / "test-output" / "browser"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+MONITOR_METRIC = "intent_drift"  # a signal of every monitor run, charted by the MLflow UI
 
 
 def _free_port() -> int:
@@ -52,7 +57,8 @@ def _run_deployment(name: str, parameters: dict[str, Any], timeout: float = 600)
     """Start a deployment run through the Prefect API and wait for its final state (timeout 0: don't)."""
     from prefect.deployments import run_deployment
 
-    return run_deployment(name, parameters=parameters, timeout=timeout)
+    # _sync: inside playwright's sync API an event loop runs in this thread, and Prefect would hand back a coroutine
+    return run_deployment(name, parameters=parameters, timeout=timeout, _sync=True)  # type: ignore[call-arg]
 
 
 def _wait_for_new_run(before: set[str], timeout: float = 600) -> Any:
@@ -68,16 +74,16 @@ def _wait_for_new_run(before: set[str], timeout: float = 600) -> Any:
     raise AssertionError("the run started from the form did not finish")
 
 
-def test_both_uis_in_a_browser(served: dict[str, str]) -> None:
+def test_both_uis_in_a_browser(served: dict[str, str], project: Path) -> None:
     # Prefect reads its settings once, when first imported (collection may have imported it already):
     # point this process's client at the stack with a settings context, not the environment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with temporary_settings({PREFECT_API_URL: served["prefect"] + "/api"}):
-        _walk_both_uis(served)
+        _walk_both_uis(served, project)
 
 
-def _walk_both_uis(served: dict[str, str]) -> None:
+def _walk_both_uis(served: dict[str, str], project: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     # a champion that is easy to beat (one epoch at a tiny learning rate, crowned by a zero floor)
@@ -127,6 +133,8 @@ def _walk_both_uis(served: dict[str, str]) -> None:
         assert run.state.is_completed(), run.state
         page.goto(f"{served['prefect']}/runs/flow-run/{run.id}")
         page.screenshot(path=str(SHOTS / "prefect-form-run.png"), full_page=True)
+
+        _monitoring_in_both_uis(page, served, project)
 
         page.goto(f"{served['mlflow']}/#/models/intent-classifier")
         expect(page.get_by_text("champion").first).to_be_visible()
@@ -180,3 +188,39 @@ def _approve_in_the_form(page: Any, served: dict[str, str], run_id: Any) -> None
     tags = client.get_run(str(client.get_model_version("intent-classifier", "2").run_id)).data.tags
     assert tags["promotion.review"] == "approved" and tags["promotion.reviewer"] == "rita", tags
     assert tags["promotion.review_comment"] == "checked the weakest intents"
+
+
+def _monitoring_in_both_uis(page: Any, served: dict[str, str], project: Path) -> None:
+    """`make demo-monitor` on the test project, then the `monitor` deployment; both UIs show the result."""
+    import mlflow
+    from playwright.sync_api import expect
+
+    from flows import demo_monitor
+
+    started = datetime.now(UTC)
+    assert demo_monitor.run(project, rate=10, minutes=0.2, port=_free_port(), prefect_port=0, mlflow_port=0) == 0
+    events = demo_monitor.drift_events(served["prefect"] + "/api", started)
+    assert events, "make demo-monitor emitted no drift event"
+    run = _run_deployment("monitor-intents/monitor", {"since": "30m"})
+    assert run.state.is_completed(), run.state
+    assert (run.state.message or "").startswith("drift detected"), run.state.message  # it holds the drifted phase
+
+    client = mlflow.MlflowClient(served["mlflow"], served["mlflow"])
+    experiment = client.get_experiment_by_name("intent-classifier-monitoring")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 3, [r.info.run_name for r in runs]  # two of the demo, one of the deployment
+    page.goto(f"{served['mlflow']}/#/experiments/{experiment.experiment_id}?compareRunsMode=CHART")
+    expect(page.get_by_text(MONITOR_METRIC).first).to_be_visible()
+    page.screenshot(path=str(SHOTS / "mlflow-monitoring-charts.png"), full_page=True)
+
+    page.goto(f"{served['prefect']}/runs/flow-run/{run.id}")
+    page.get_by_role("listitem").filter(has_text="Artifacts").first.click()
+    page.get_by_text("monitoring-report").first.click()
+    expect(page.get_by_text("drift", exact=False).first).to_be_visible()
+    page.screenshot(path=str(SHOTS / "prefect-monitoring-report.png"), full_page=True)
+
+    event = events[0]
+    page.goto(f"{served['prefect']}/events/event/{str(event['occurred'])[:10]}/{event['id']}")
+    expect(page.get_by_text(demo_monitor.DRIFT_EVENT).first).to_be_visible()
+    page.screenshot(path=str(SHOTS / "prefect-drift-event.png"), full_page=True)
