@@ -36,6 +36,7 @@ DEPLOYMENTS = (
     "train-intent-classifier/train",
     "retrain-intent-classifier/retrain",
     "batch-predict-intents/batch-predict",
+    "monitor-intents/monitor",
 )
 
 
@@ -173,7 +174,7 @@ def start(root: Path, prefect_port: int, mlflow_port: int, timeout: float) -> in
             "deployments", [str(bindir / "intent-mlops"), "--project", str(root), "serve"], served_env, logs
         )
         started.append(served)
-        what = "intent-mlops serve (deployments train, retrain, batch-predict)"
+        what = "intent-mlops serve (deployments train, retrain, batch-predict, monitor)"
         _wait(what, lambda: _deployments_ready(api), served, timeout)
     except BaseException:
         _terminate([s.pid for s in started])
@@ -182,7 +183,7 @@ def start(root: Path, prefect_port: int, mlflow_port: int, timeout: float) -> in
               "processes": [s.__dict__ for s in started]}  # fmt: skip
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.write_text(json.dumps(record, indent=2))
-    print(f"Prefect UI: http://{HOST}:{prefect_port}   (deployments train, retrain, batch-predict; logs in {logs})")
+    print(f"Prefect UI: http://{HOST}:{prefect_port}   (deployments train, retrain, batch-predict, monitor; logs in {logs})")
     print(f"MLflow UI:  {mlflow_url}   (runs and the intent-classifier registry)")
     print("make stop   ends all three")
     return 0

@@ -210,7 +210,7 @@ def _monitoring_in_both_uis(page: Any, served: dict[str, str], project: Path) ->
     assert experiment is not None
     runs = client.search_runs([experiment.experiment_id])
     assert len(runs) == 3, [r.info.run_name for r in runs]  # two of the demo, one of the deployment
-    page.goto(f"{served['mlflow']}/#/experiments/{experiment.experiment_id}?compareRunsMode=CHART")
+    page.goto(f"{served['mlflow']}/#/experiments/{experiment.experiment_id}/runs?compareRunsMode=CHART")
     expect(page.get_by_text(MONITOR_METRIC).first).to_be_visible()
     page.screenshot(path=str(SHOTS / "mlflow-monitoring-charts.png"), full_page=True)
 
