@@ -61,6 +61,20 @@ def _run_deployment(name: str, parameters: dict[str, Any], timeout: float = 600)
     return run_deployment(name, parameters=parameters, timeout=timeout, _sync=True)  # type: ignore[call-arg]
 
 
+def _artifact_id(prefect: str, flow_run_id: str, key: str) -> str:
+    """The id of a flow run's artifact, through Prefect's REST API."""
+    import json
+    import urllib.request
+
+    body = json.dumps({"artifacts": {"key": {"any_": [key]}, "flow_run_id": {"any_": [flow_run_id]}}}).encode()
+    req = urllib.request.Request(f"{prefect}/api/artifacts/filter", data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(req, timeout=30) as r:  # noqa: S310 (the test's own loopback server)
+        found = json.loads(r.read())
+    assert found, f"no {key} artifact on flow run {flow_run_id}"
+    return str(found[0]["id"])
+
+
 def _wait_for_new_run(before: set[str], timeout: float = 600) -> Any:
     from prefect import get_client
 
@@ -212,12 +226,16 @@ def _monitoring_in_both_uis(page: Any, served: dict[str, str], project: Path) ->
     assert len(runs) == 3, [r.info.run_name for r in runs]  # two of the demo, one of the deployment
     page.goto(f"{served['mlflow']}/#/experiments/{experiment.experiment_id}/runs?compareRunsMode=CHART")
     expect(page.get_by_text(MONITOR_METRIC).first).to_be_visible()
+    assistant = page.get_by_text("MLflow Assistant")  # MLflow 3.17 opens its assistant panel beside the charts
+    if assistant.count():
+        page.locator("button:right-of(:text('MLflow Assistant'))").last.click()
+    expect(page.locator("svg.main-svg").first).to_be_visible(timeout=60_000)  # the plots drawn, not spinners
+    page.wait_for_timeout(2000)
     page.screenshot(path=str(SHOTS / "mlflow-monitoring-charts.png"), full_page=True)
 
-    page.goto(f"{served['prefect']}/runs/flow-run/{run.id}")
-    page.get_by_role("listitem").filter(has_text="Artifacts").first.click()
-    page.get_by_text("monitoring-report").first.click()
-    expect(page.get_by_text("drift", exact=False).first).to_be_visible()
+    artifact = _artifact_id(served["prefect"], str(run.id), "monitoring-report")
+    page.goto(f"{served['prefect']}/artifacts/artifact/{artifact}")
+    expect(page.get_by_text("crossed", exact=False).first).to_be_visible()  # the report's own text, not a card
     page.screenshot(path=str(SHOTS / "prefect-monitoring-report.png"), full_page=True)
 
     event = events[0]

@@ -193,6 +193,9 @@ def test_follows_the_champion_under_load_and_refuses_a_broken_version(registry: 
                 time.sleep(0.2)
             rss.append(_rss_mb(server.pid))
         assert rss[-1] <= 1.2 * rss[0], rss
+        print(f"swap delays: promotion {promote_delay:.2f} s, rollback {rollback_delay:.2f} s (poll "
+              f"{FOLLOW_SECONDS} s); {sum(len(c) for c in load.answers)} answers to {CLIENTS} clients; RSS after "
+              f"swap 1 {rss[0]:.0f} MB, after swap 10 {rss[-1]:.0f} MB")  # fmt: skip
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(60)
