@@ -185,21 +185,24 @@ def phase(
     _run([_cli(), "monitor", "--since", _iso(start), "--until", _iso(end)], env, root)
 
 
-def drift_events(api: str, since: datetime) -> list[dict[str, object]]:
-    """The drift events the Prefect server received since ``since`` (newest first)."""
-    body = {
-        "filter": {
-            "event": {"name": [DRIFT_EVENT]},
-            "occurred": {"since": _iso(since - timedelta(seconds=5)), "until": _iso(datetime.now(UTC))},
-        },
-        "limit": 10,
-    }
-    request = urllib.request.Request(  # noqa: S310 (the stack's loopback URL)
-        f"{api}/events/filter", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=10) as r:  # noqa: S310
-        events = json.load(r).get("events", [])
-    return sorted(events, key=lambda e: str(e.get("occurred")), reverse=True)
+def drift_events(api: str, since: datetime, wait: float = 0.0) -> list[dict[str, object]]:
+    """The drift events that occurred since ``since`` (newest first). Prefect's server stores events in
+    batches (every 5 s by default), so ``wait`` keeps asking, once a second, until one is there."""
+    deadline = time.monotonic() + wait
+    while True:
+        body = {
+            "filter": {"event": {"name": [DRIFT_EVENT]},
+                       "occurred": {"since": _iso(since), "until": _iso(datetime.now(UTC) + timedelta(seconds=5))}},
+            "limit": 10,
+        }  # fmt: skip
+        request = urllib.request.Request(  # noqa: S310 (the stack's loopback URL)
+            f"{api}/events/filter", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as r:  # noqa: S310
+            events = json.load(r).get("events", [])
+        if events or time.monotonic() >= deadline:
+            return sorted(events, key=lambda e: str(e.get("occurred")), reverse=True)
+        time.sleep(1.0)
 
 
 def run(root: Path, rate: float, minutes: float, port: int, prefect_port: int, mlflow_port: int) -> int:
@@ -239,7 +242,7 @@ def run(root: Path, rate: float, minutes: float, port: int, prefect_port: int, m
         _step("6. stop the endpoint")
         stop_endpoint(proc)
         print(f"serve-model stopped (prediction log: {root / '.intent-mlops' / 'predictions'})")
-    events = drift_events(api, drifted)
+    events = drift_events(api, drifted, wait=20.0)
     if events:
         e = events[0]
         day = str(e.get("occurred", ""))[:10]

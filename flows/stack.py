@@ -183,7 +183,8 @@ def start(root: Path, prefect_port: int, mlflow_port: int, timeout: float) -> in
               "processes": [s.__dict__ for s in started]}  # fmt: skip
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.write_text(json.dumps(record, indent=2))
-    print(f"Prefect UI: http://{HOST}:{prefect_port}   (deployments train, retrain, batch-predict, monitor; logs in {logs})")
+    served = "deployments train, retrain, batch-predict, monitor"
+    print(f"Prefect UI: http://{HOST}:{prefect_port}   ({served}; logs in {logs})")
     print(f"MLflow UI:  {mlflow_url}   (runs and the intent-classifier registry)")
     print("make stop   ends all three")
     return 0

@@ -213,7 +213,7 @@ def _monitoring_in_both_uis(page: Any, served: dict[str, str], project: Path) ->
 
     started = datetime.now(UTC)
     assert demo_monitor.run(project, rate=10, minutes=0.2, port=_free_port(), prefect_port=0, mlflow_port=0) == 0
-    events = demo_monitor.drift_events(served["prefect"] + "/api", started)
+    events = demo_monitor.drift_events(served["prefect"] + "/api", started, wait=20.0)
     assert events, "make demo-monitor emitted no drift event"
     run = _run_deployment("monitor-intents/monitor", {"since": "30m"})
     assert run.state.is_completed(), run.state
@@ -226,10 +226,10 @@ def _monitoring_in_both_uis(page: Any, served: dict[str, str], project: Path) ->
     assert len(runs) == 3, [r.info.run_name for r in runs]  # two of the demo, one of the deployment
     page.goto(f"{served['mlflow']}/#/experiments/{experiment.experiment_id}/runs?compareRunsMode=CHART")
     expect(page.get_by_text(MONITOR_METRIC).first).to_be_visible()
-    assistant = page.get_by_text("MLflow Assistant")  # MLflow 3.17 opens its assistant panel beside the charts
-    if assistant.count():
-        page.locator("button:right-of(:text('MLflow Assistant'))").last.click()
-    expect(page.locator("svg.main-svg").first).to_be_visible(timeout=60_000)  # the plots drawn, not spinners
+    close = page.locator('[data-component-id="mlflow.assistant.chat_panel.close"]')  # MLflow 3.17's assistant panel
+    if close.count():
+        close.first.click()
+    expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)  # the plots drawn, not spinners
     page.wait_for_timeout(2000)
     page.screenshot(path=str(SHOTS / "mlflow-monitoring-charts.png"), full_page=True)
 
