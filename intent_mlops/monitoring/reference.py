@@ -138,5 +138,5 @@ def load_reference(name: str, version: str) -> Reference | None:
     meta: dict[str, Any] = {}
     if REFERENCE_META in listed:
         meta = dict(json.loads(mlflow.artifacts.load_text(f"runs:/{run_id}/{REFERENCE_META}")))
-    rate = float(meta["expected_oos_rate"]) if "expected_oos_rate" in meta else expected_oos_rate(frame)
-    return Reference(frame=frame, expected_oos_rate=rate, run_id=run_id, meta=meta)
+    # from the rows, not the recorded figure: references recorded before 2026-12-08 hold the in-scope rate only
+    return Reference(frame=frame, expected_oos_rate=expected_oos_rate(frame), run_id=run_id, meta=meta)
