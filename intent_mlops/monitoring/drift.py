@@ -406,8 +406,9 @@ def drift_report(
     ``reference``: the champion's dev split with its predictions; ``current``: prediction log rows.
     ``*_embeddings``: pooled embeddings of a sample of each side (``Predictor.forward(texts,
     pooling="mean").embeddings``), subsampled to ``monitoring.embedding_sample`` rows.
-    ``expected_oos_rate``: what the calibration expects on in-scope traffic (default: the
-    reference's own out-of-scope rate). Raises ValueError for an empty window or reference.
+    ``expected_oos_rate``: the out-of-scope rate of traffic like the reference (default: the
+    reference's own rate, its ``oos`` rows and the calibration's false rejections together).
+    Raises ValueError for an empty window or reference.
     """
     signals, extras = compute_signals(
         reference,
